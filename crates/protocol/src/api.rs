@@ -1,0 +1,66 @@
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::Event;
+use crate::Task;
+
+/// `POST /api/v1/tasks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskParams {
+    /// `owner/name`, an `http(s)` git URL, or a local path / `file://` URL.
+    pub repo: String,
+    /// What the agent should do.
+    pub prompt: String,
+    /// The branch to start from; the repository's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    /// A model id other than the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// `POST /api/v1/tasks/{id}/messages`: a follow-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpParams {
+    /// The follow-up text.
+    pub text: String,
+}
+
+/// `GET /api/v1/tasks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskListResponse {
+    /// Tasks, newest first.
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/tasks/{id}/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    /// Stored events after the requested seq, in order.
+    pub events: Vec<Event>,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// `{"code", "message", "fields"?}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code (`invalid_request`, `unauthorized`, `not_found`, ...).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Per-field problems, for invalid input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
