@@ -114,7 +114,8 @@ impl Store {
         })
     }
 
-    /// Appends message `idx` and removes the inbox items it consumed, atomically.
+    /// Appends message `idx`, removes the inbox items it consumed and emits `events`,
+    /// atomically.
     pub async fn append_message(
         &self,
         task: &TaskId,
@@ -122,6 +123,7 @@ impl Store {
         role: &str,
         content: String,
         consumed: Vec<i64>,
+        events: Vec<EventBody>,
     ) -> Result<()> {
         let task = task.clone();
         let role = role.to_owned();
@@ -135,6 +137,9 @@ impl Store {
                     "DELETE FROM inbox WHERE id = ?1 AND task_id = ?2",
                     params![id, task.as_str()],
                 )?;
+            }
+            for body in events {
+                ctx.emit(&task, body)?;
             }
             Ok(())
         })

@@ -54,7 +54,9 @@ const MIGRATIONS: &[&str] = &[
         cache_read_tokens INTEGER NOT NULL DEFAULT 0,
         turns INTEGER NOT NULL DEFAULT 0,
         pr_url TEXT,
-        pr_number INTEGER
+        pr_number INTEGER,
+        base_ref TEXT,
+        base_commit TEXT
     );
     CREATE INDEX tasks_by_status ON tasks(status, queue_pos);
     CREATE INDEX tasks_by_user ON tasks(user_id, created_at);

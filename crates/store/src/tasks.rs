@@ -84,6 +84,10 @@ pub struct TaskRow {
     pub pull_request: Option<PullRequestRef>,
     /// Last committed event seq.
     pub last_seq: u64,
+    /// The branch the workspace was cloned from, once cloned.
+    pub base_ref: Option<String>,
+    /// The commit the task branch started at, once cloned.
+    pub base_commit: Option<String>,
 }
 
 impl TaskRow {
@@ -114,7 +118,7 @@ impl TaskRow {
 const COLUMNS: &str = "id, user_id, repo, prompt, title, base_branch, branch, model, status, error, \
      created_at, updated_at, finished_at, cancel_requested, sandbox_backend, sandbox_id, \
      input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, turns, pr_url, pr_number, \
-     (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id)";
+     (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id), base_ref, base_commit";
 
 fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(8)?;
@@ -152,6 +156,8 @@ fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
             number: n as u64,
         }),
         last_seq: r.get::<_, i64>(23)? as u64,
+        base_ref: r.get(24)?,
+        base_commit: r.get(25)?,
     })
 }
 
@@ -353,6 +359,23 @@ impl Store {
         })
     }
 
+    /// How many tasks are in each status.
+    pub fn count_by_status(&self) -> Result<Vec<(TaskStatus, u64)>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                if let Some(s) = TaskStatus::parse(&s) {
+                    out.push((s, n as u64));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Tasks a runner owned when the coordinator stopped (provisioning, running, publishing).
     pub fn active_tasks(&self) -> Result<Vec<TaskRow>> {
         self.read(|c| {
@@ -469,6 +492,19 @@ impl Store {
             } else {
                 CancelOutcome::AlreadyFinished
             })
+        })
+        .await
+    }
+
+    /// Records what the workspace was cloned from.
+    pub async fn set_base(&self, id: &TaskId, base_ref: String, base_commit: String) -> Result<()> {
+        let id = id.clone();
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE tasks SET base_ref = ?2, base_commit = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id.as_str(), base_ref, base_commit, ctx.now()],
+            )?;
+            Ok(())
         })
         .await
     }

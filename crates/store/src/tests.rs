@@ -193,6 +193,7 @@ async fn conversation_and_tool_calls_round_trip() {
             "user",
             r#"[{"type":"text","text":"p"}]"#.into(),
             vec![inbox[0].id],
+            vec![],
         )
         .await
         .unwrap();

@@ -103,6 +103,18 @@ impl Store {
         .await
     }
 
+    /// Revokes every token of `kind`.
+    pub async fn revoke_tokens_of_kind(&self, kind: TokenKind) -> Result<()> {
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE kind = ?1 AND revoked_at IS NULL",
+                params![kind.as_str(), ctx.now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Whether an unrevoked token of `kind` exists.
     pub fn has_token_of_kind(&self, kind: TokenKind) -> Result<bool> {
         self.read(|c| {

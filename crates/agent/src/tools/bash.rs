@@ -1,0 +1,252 @@
+//! The `bash` tool: one persistent shell per run, so `cd`, exported variables and
+//! background jobs survive between calls.
+//!
+//! Each command is sent as `eval $'…'` (ANSI-C quoted, so any text is one safe
+//! word and a syntax error cannot swallow what follows), with stdin from
+//! /dev/null, followed by a sentinel line carrying a random nonce and `$?`.
+//! stderr is merged into stdout by the shell itself (`exec 2>&1`).
+
+use std::fmt::Write as _;
+
+use dockhand_sandbox::ProcessControl;
+use dockhand_sandbox::Sandbox;
+use serde_json::Value;
+use tokio::io::AsyncRead;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWrite;
+use tokio::io::AsyncWriteExt;
+
+use super::OutputStreamer;
+use super::ToolLimits;
+use super::ToolOutcome;
+use super::streamer::FLUSH_EVERY;
+use crate::output::Capture;
+use crate::output::cap_text;
+
+struct Session {
+    stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    output: Box<dyn AsyncRead + Send + Unpin>,
+    control: Box<dyn ProcessControl>,
+}
+
+/// The persistent shell.
+pub struct BashTool {
+    session: Option<Session>,
+    limits: ToolLimits,
+}
+
+enum Ended {
+    Exit(i32),
+    ShellGone,
+    TimedOut,
+}
+
+impl BashTool {
+    /// A tool with no shell yet; the first call starts one.
+    pub fn new(limits: ToolLimits) -> Self {
+        BashTool {
+            session: None,
+            limits,
+        }
+    }
+
+    /// Kills the shell and everything it started.
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.session.take() {
+            s.control.kill().await;
+        }
+    }
+
+    /// Runs `{"command": ...}` or `{"restart": true}`.
+    pub async fn call(
+        &mut self,
+        sandbox: &dyn Sandbox,
+        input: &Value,
+        out: &mut OutputStreamer,
+    ) -> ToolOutcome {
+        if input.get("restart").and_then(Value::as_bool) == Some(true) {
+            self.shutdown().await;
+            return match self.start(sandbox).await {
+                Ok(()) => ToolOutcome::ok("tool has been restarted."),
+                Err(e) => ToolOutcome::error(e),
+            };
+        }
+        let Some(command) = input.get("command").and_then(Value::as_str) else {
+            return ToolOutcome::error("no command provided.");
+        };
+        if self.session.is_none() {
+            if let Err(e) = self.start(sandbox).await {
+                return ToolOutcome::error(e);
+            }
+        }
+        let (ended, capture) = self.run(command, out).await;
+        out.finish();
+        let mut text = capture.text();
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        let mut text = cap_text(&text, self.limits.result_cap);
+        match ended {
+            Ended::Exit(code) => {
+                if code != 0 {
+                    let _ = write!(text, "{}[exit code: {code}]", sep(&text));
+                } else if text.is_empty() {
+                    text.push_str("(no output)");
+                }
+                ToolOutcome {
+                    text,
+                    is_error: false,
+                    exit_code: Some(code),
+                }
+            }
+            Ended::TimedOut => {
+                self.shutdown().await;
+                let secs = self.limits.command_timeout.as_secs();
+                let _ = write!(
+                    text,
+                    "{}[command timed out after {secs} s and was killed with everything it started; \
+                     the shell was restarted, so the working directory and environment variables are reset]",
+                    sep(&text)
+                );
+                ToolOutcome::error(text)
+            }
+            Ended::ShellGone => {
+                let reason = match &self.session {
+                    Some(s) => s.control.killed_reason().await,
+                    None => None,
+                };
+                self.shutdown().await;
+                let why = match reason {
+                    Some(r) => format!("command killed: {r}"),
+                    None => "the shell exited".to_owned(),
+                };
+                let _ = write!(
+                    text,
+                    "{}[{why}; a new shell starts with the next command, so the working directory and \
+                     environment variables are reset]",
+                    sep(&text)
+                );
+                ToolOutcome::error(text)
+            }
+        }
+    }
+
+    async fn start(&mut self, sandbox: &dyn Sandbox) -> Result<(), String> {
+        let argv = ["bash", "--noprofile", "--norc"].map(String::from).to_vec();
+        let mut p = sandbox
+            .spawn_shell(argv)
+            .await
+            .map_err(|e| format!("could not start bash in the sandbox: {e}"))?;
+        p.stdin
+            .write_all(b"exec 2>&1\ncd /workspace 2>/dev/null\n")
+            .await
+            .map_err(|e| format!("could not start bash in the sandbox: {e}"))?;
+        self.session = Some(Session {
+            stdin: p.stdin,
+            output: p.output,
+            control: p.control,
+        });
+        Ok(())
+    }
+
+    async fn run(&mut self, command: &str, out: &mut OutputStreamer) -> (Ended, Capture) {
+        let half = self.limits.result_cap * 2;
+        let mut capture = Capture::new(half, half);
+        let Some(s) = self.session.as_mut() else {
+            return (Ended::ShellGone, capture);
+        };
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let marker = format!("\n__DOCKHAND_{nonce}_").into_bytes();
+        let script = format!(
+            "eval {} </dev/null\nprintf '\\n__DOCKHAND_%s_%s__\\n' {nonce} \"$?\"\n",
+            ansi_c_quote(command)
+        );
+        if s.stdin.write_all(script.as_bytes()).await.is_err() || s.stdin.flush().await.is_err() {
+            return (Ended::ShellGone, capture);
+        }
+        let deadline = tokio::time::sleep(self.limits.command_timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let ended = loop {
+            tokio::select! {
+                read = s.output.read(&mut chunk) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => {
+                            capture.push(&pending);
+                            out.push(&pending);
+                            break Ended::ShellGone;
+                        }
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&chunk[..n]);
+                    if let Some(pos) = find(&pending, &marker) {
+                        let rest = &pending[pos + marker.len()..];
+                        if let Some(end) = find(rest, b"__") {
+                            let code = std::str::from_utf8(&rest[..end])
+                                .ok()
+                                .and_then(|c| c.parse().ok())
+                                .unwrap_or(-1);
+                            capture.push(&pending[..pos]);
+                            out.push(&pending[..pos]);
+                            break Ended::Exit(code);
+                        }
+                    } else {
+                        // Hold back what could be the start of the marker.
+                        let safe = pending.len().saturating_sub(marker.len());
+                        capture.push(&pending[..safe]);
+                        out.push(&pending[..safe]);
+                        pending.drain(..safe);
+                    }
+                }
+                _ = tick.tick() => out.flush(),
+                _ = &mut deadline => {
+                    capture.push(&pending);
+                    out.push(&pending);
+                    break Ended::TimedOut;
+                }
+            }
+        };
+        (ended, capture)
+    }
+}
+
+fn sep(text: &str) -> &'static str {
+    if text.is_empty() { "" } else { "\n" }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Quotes text as one bash word, `$'…'`, escaping everything but plain printable ASCII.
+fn ansi_c_quote(text: &str) -> String {
+    let mut q = String::with_capacity(text.len() + 3);
+    q.push_str("$'");
+    for b in text.bytes() {
+        match b {
+            b'\\' => q.push_str("\\\\"),
+            b'\'' => q.push_str("\\'"),
+            b'\n' => q.push_str("\\n"),
+            0x20..=0x7e => q.push(b as char),
+            _ => {
+                let _ = write!(q, "\\x{b:02x}");
+            }
+        }
+    }
+    q.push('\'');
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_backslashes_and_bytes() {
+        assert_eq!(ansi_c_quote("echo 'a' \\ b"), r"$'echo \'a\' \\ b'");
+        assert_eq!(ansi_c_quote("a\nb\tc"), r"$'a\nb\x09c'");
+        assert_eq!(ansi_c_quote("é"), r"$'\xc3\xa9'");
+    }
+}

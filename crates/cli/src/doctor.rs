@@ -1,0 +1,133 @@
+//! `dockhand doctor`: checks what Dockhand needs and says how to fix what is missing.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use dockhand_server::config::default_data_dir;
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: &str) {
+        println!("✔ {what}: {detail}");
+    }
+
+    fn warn(&self, what: &str, detail: &str, fix: &str) {
+        println!("! {what}: {detail}\n    fix: {fix}");
+    }
+
+    fn fail(&mut self, what: &str, detail: &str, fix: &str) {
+        self.failed = true;
+        println!("✘ {what}: {detail}\n    fix: {fix}");
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub async fn run() -> Result<ExitCode> {
+    let mut r = Report { failed: false };
+    let data_dir = default_data_dir(&env);
+    let config = match dockhand_server::Config::load(&data_dir, &env) {
+        Ok(c) => {
+            r.ok(
+                "configuration",
+                &format!("{}/dockhand.toml and the environment", data_dir.display()),
+            );
+            Some(c)
+        }
+        Err(e) => {
+            r.fail(
+                "configuration",
+                &e.to_string(),
+                "correct the file or variable named above",
+            );
+            None
+        }
+    };
+
+    match tokio::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(out) if out.status.success() => r.ok("git", String::from_utf8_lossy(&out.stdout).trim()),
+        _ => r.fail(
+            "git",
+            "not found on PATH",
+            "install git (Debian: apt-get install git)",
+        ),
+    }
+
+    std::fs::create_dir_all(&data_dir).ok();
+    match rustix::fs::statvfs(&data_dir) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let gib = free as f64 / (1u64 << 30) as f64;
+            let detail = format!("{} ({gib:.1} GiB free)", data_dir.display());
+            if free < 2 << 30 {
+                r.warn(
+                    "data dir",
+                    &detail,
+                    "free some disk space: workspaces need room to clone and build",
+                );
+            } else {
+                r.ok("data dir", &detail);
+            }
+        }
+        Err(e) => r.fail(
+            "data dir",
+            &format!("{}: {e}", data_dir.display()),
+            "set DOCKHAND_DATA_DIR to a writable directory",
+        ),
+    }
+
+    let provider =
+        dockhand_sandbox::local::LocalProvider::new(dockhand_sandbox::local::LocalConfig::new(
+            std::env::temp_dir().join(format!("dockhand-doctor-{}", std::process::id())),
+        ));
+    match provider {
+        Ok(p) => match p.check().await {
+            Ok(version) => r.ok(
+                "sandbox (local)",
+                &format!("{version} can create sandboxes"),
+            ),
+            Err(e) => r.fail(
+                "sandbox (local)",
+                &e.to_string(),
+                "apt-get install bubblewrap",
+            ),
+        },
+        Err(e) => r.fail(
+            "sandbox (local)",
+            &e.to_string(),
+            "apt-get install bubblewrap",
+        ),
+    }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("dockhand-doctor-{}", std::process::id())),
+    );
+
+    if let Some(c) = &config {
+        match &c.model.api_key {
+            Some(_) => r.ok("model", &format!("{} at {} (key set)", c.model.name, c.model.base_url)),
+            None => r.fail(
+                "model",
+                "ANTHROPIC_API_KEY is not set",
+                "export ANTHROPIC_API_KEY=... (or, to try Dockhand without a key, run dockhand-fake-anthropic \
+                 --scenario examples/scenarios/hello.json and set ANTHROPIC_BASE_URL to the URL it prints and \
+                 ANTHROPIC_API_KEY to any value)",
+            ),
+        }
+    }
+    if r.failed {
+        println!("\nSome checks failed; fix them and run `dockhand doctor` again.");
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("\nAll checks passed.");
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,34 @@
+/// Errors from git work on the host. Each names the thing and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    /// The repository argument is not one Dockhand accepts.
+    #[error("{0}")]
+    InvalidRepo(String),
+    /// A git command failed; `stderr` is git's own explanation.
+    #[error("{what}: {stderr}")]
+    Git {
+        /// What Dockhand was doing, e.g. `cloning /src/repo`.
+        what: String,
+        /// git's stderr (trimmed, bounded).
+        stderr: String,
+    },
+    /// A file in a workspace could not be read safely.
+    #[error("reading {path} from the workspace: {reason}")]
+    Unsafe {
+        /// Path relative to the workspace.
+        path: String,
+        /// Why (a symlink, too large, not a regular file...).
+        reason: String,
+    },
+    /// A bundle is not what the task may hand back.
+    #[error("the task's bundle was rejected: {0}")]
+    BadBundle(String),
+    /// An I/O error on the host.
+    #[error("{what}: {source}")]
+    Io {
+        /// What Dockhand was doing.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

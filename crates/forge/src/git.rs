@@ -1,0 +1,146 @@
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::ForgeError;
+use crate::RepoSource;
+use crate::Result;
+
+/// What a fresh workspace was cloned from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneInfo {
+    /// The branch the task started from.
+    pub base_branch: String,
+    /// Its commit at clone time.
+    pub base_commit: String,
+}
+
+/// Most of git's stderr kept in an error message.
+const STDERR_CAP: usize = 2000;
+
+/// Runs host git with no user or system config, no prompts and no hooks.
+async fn git(what: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("git");
+    cmd.args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "core.fsmonitor=false",
+    ])
+    .args(args)
+    .env("GIT_TERMINAL_PROMPT", "0")
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+    .env("GIT_ASKPASS", "/bin/false")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().await.map_err(|e| ForgeError::Io {
+        what: format!("{what}: running git (is it installed?)"),
+        source: e,
+    })?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        if stderr.len() > STDERR_CAP {
+            let mut cut = STDERR_CAP;
+            while !stderr.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            stderr.truncate(cut);
+            stderr.push('…');
+        }
+        if stderr.is_empty() {
+            stderr = format!("git exited with {}", out.status);
+        }
+        return Err(ForgeError::Git {
+            what: what.to_owned(),
+            stderr,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Clones `src` into the empty directory `dest` and creates `branch` from the
+/// base branch (the remote's default when `base_branch` is `None`).
+pub async fn clone_workspace(
+    src: &RepoSource,
+    dest: &Path,
+    base_branch: Option<&str>,
+    branch: &str,
+) -> Result<CloneInfo> {
+    let (from, shown) = match src {
+        RepoSource::Local { path } => (
+            path.to_string_lossy().into_owned(),
+            path.display().to_string(),
+        ),
+        RepoSource::Remote { url } => (url.clone(), url.clone()),
+    };
+    let what = format!("cloning {shown}");
+    let dest_s = dest.to_string_lossy().into_owned();
+    let mut args = vec!["clone", "--quiet", "--no-hardlinks"];
+    if let Some(b) = base_branch {
+        args.extend(["--branch", b]);
+    }
+    args.extend(["--", from.as_str(), dest_s.as_str()]);
+    git(&what, None, &args).await?;
+    let base_branch = match base_branch {
+        Some(b) => b.to_owned(),
+        None => git(&what, Some(dest), &["symbolic-ref", "--short", "HEAD"]).await?,
+    };
+    let base_commit = git(&what, Some(dest), &["rev-parse", "HEAD"]).await?;
+    git(&what, Some(dest), &["checkout", "--quiet", "-b", branch]).await?;
+    Ok(CloneInfo {
+        base_branch,
+        base_commit,
+    })
+}
+
+/// The refs a bundle file holds, as `(commit, ref)` pairs.
+pub async fn bundle_heads(bundle: &Path) -> Result<Vec<(String, String)>> {
+    let path = bundle.to_string_lossy().into_owned();
+    let scratch = bundle.parent().unwrap_or(Path::new("/"));
+    let out = git(
+        "reading the task's bundle",
+        Some(scratch),
+        &["bundle", "list-heads", &path],
+    )
+    .await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(c, r)| (c.to_owned(), r.to_owned()))
+        .collect())
+}
+
+/// Fetches `branch` from a bundle into the repository at `repo` as
+/// `refs/heads/<branch>`, after checking the bundle holds exactly that branch.
+pub async fn fetch_bundle(bundle: &Path, repo: &Path, branch: &str) -> Result<String> {
+    let want = format!("refs/heads/{branch}");
+    let heads = bundle_heads(bundle).await?;
+    let commit = match heads.as_slice() {
+        [(commit, r)] if *r == want => commit.clone(),
+        _ => {
+            let refs: Vec<&str> = heads.iter().map(|(_, r)| r.as_str()).collect();
+            return Err(ForgeError::BadBundle(format!(
+                "expected exactly {want}, found {refs:?}"
+            )));
+        }
+    };
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ForgeError::BadBundle(format!("bad commit id {commit:?}")));
+    }
+    let refspec = format!("{want}:{want}");
+    let path = bundle.to_string_lossy().into_owned();
+    git(
+        &format!("fetching {branch} into {}", repo.display()),
+        Some(repo),
+        &["fetch", "--quiet", "--no-tags", &path, &refspec],
+    )
+    .await?;
+    Ok(commit)
+}

@@ -1,0 +1,24 @@
+//! Git on the coordinator's side: resolving a repository argument, cloning a
+//! fresh workspace, reading files out of a workspace safely, and importing a
+//! task's bundle back into a repository.
+//!
+//! The host runs git only in directories it owns or the user's own source
+//! repository, never in a workspace the agent has touched.
+
+mod error;
+mod git;
+mod repo;
+mod safe_read;
+
+pub use error::ForgeError;
+pub use git::CloneInfo;
+pub use git::bundle_heads;
+pub use git::clone_workspace;
+pub use git::fetch_bundle;
+pub use repo::RepoSource;
+pub use repo::resolve_repo;
+pub use safe_read::copy_beneath;
+pub use safe_read::read_beneath;
+
+/// Result alias for this crate.
+pub type Result<T, E = ForgeError> = std::result::Result<T, E>;

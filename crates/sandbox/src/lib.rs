@@ -1,0 +1,188 @@
+//! Sandboxes: where a task's commands run.
+//!
+//! A [`SandboxProvider`] makes one [`Sandbox`] per task, with the task's workspace
+//! at `/workspace`. Everything the agent does to files and processes goes through
+//! [`Sandbox::exec`] or a [`ShellProcess`]: the coordinator never opens workspace
+//! paths itself (DESIGN.md, "Workspaces and the trust boundary").
+
+mod error;
+mod files;
+pub mod local;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+use tokio::io::AsyncWrite;
+
+pub use error::SandboxError;
+pub use files::FileKind;
+
+/// Result alias for this crate.
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// The path where the workspace appears inside every sandbox.
+pub const WORKSPACE: &str = "/workspace";
+
+/// What a task's sandbox is made from.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    /// The task the sandbox serves.
+    pub task_id: String,
+    /// Host directory mounted read-write at `/workspace`.
+    pub workspace: PathBuf,
+    /// Whether commands may reach the network.
+    pub network: bool,
+    /// Extra non-secret environment variables for every command.
+    pub env: Vec<(String, String)>,
+}
+
+/// Identifies a sandbox to operators: `{backend, id}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    /// `local` or `docker`.
+    pub backend: String,
+    /// The backend's own id.
+    pub id: String,
+    /// The task it serves, when known.
+    pub task_id: Option<String>,
+}
+
+/// A one-shot command.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    /// Program and arguments, run without a shell.
+    pub argv: Vec<String>,
+    /// Bytes fed to stdin, which is closed afterwards; stdin is empty when `None`.
+    pub stdin: Option<Vec<u8>>,
+    /// Working directory inside the sandbox; `/workspace` when `None`.
+    pub cwd: Option<String>,
+    /// Extra environment variables for this command.
+    pub env: Vec<(String, String)>,
+    /// Kill the command's whole process tree after this long.
+    pub timeout: Duration,
+    /// Keep at most this many bytes of stdout and of stderr; the rest is counted, not kept.
+    pub output_cap: usize,
+}
+
+impl ExecRequest {
+    /// A request for `argv` with a 60 s timeout and a 1 MiB cap.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ExecRequest {
+            argv: argv.into_iter().map(Into::into).collect(),
+            stdin: None,
+            cwd: None,
+            env: Vec::new(),
+            timeout: Duration::from_secs(60),
+            output_cap: 1 << 20,
+        }
+    }
+}
+
+/// Which stream a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How a one-shot command ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    /// The exit code; `None` when the command was killed (timeout, signal).
+    pub exit_code: Option<i32>,
+    /// Captured stdout, at most `output_cap` bytes.
+    pub stdout: Vec<u8>,
+    /// Captured stderr, at most `output_cap` bytes.
+    pub stderr: Vec<u8>,
+    /// Bytes produced past the cap and dropped (stdout and stderr together).
+    pub dropped_bytes: u64,
+    /// True when the timeout killed the command.
+    pub timed_out: bool,
+    /// Why the command was killed, when the sandbox knows (for example
+    /// "out of memory (limit 2 GiB)"), in words the model can read.
+    pub killed_reason: Option<String>,
+}
+
+/// Receives output as it is produced.
+pub type OutputSink<'a> = &'a mut (dyn FnMut(OutputStream, &[u8]) + Send);
+
+/// A long-lived process with stdin attached, such as the persistent bash session.
+/// Its stderr is merged into `output` in the order the process wrote it.
+pub struct ShellProcess {
+    /// The process's stdin.
+    pub stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Its stdout and stderr, merged.
+    pub output: Box<dyn AsyncRead + Send + Unpin>,
+    /// Kills it.
+    pub control: Box<dyn ProcessControl>,
+}
+
+/// Control over a running [`ShellProcess`].
+#[async_trait]
+pub trait ProcessControl: Send + Sync {
+    /// Kills the process and everything it started. Idempotent.
+    async fn kill(&self);
+    /// If the sandbox killed the process itself, why (for example out of memory).
+    async fn killed_reason(&self) -> Option<String>;
+}
+
+/// A task's sandbox.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Backend and id.
+    fn info(&self) -> SandboxInfo;
+
+    /// Runs a one-shot command, streaming its output to `sink` as it comes.
+    /// A timeout kills the command's whole process tree.
+    async fn exec(&self, req: ExecRequest, sink: OutputSink<'_>) -> Result<ExecOutput>;
+
+    /// Starts a long-lived process (`argv`, in `/workspace`) with stdin attached.
+    async fn spawn_shell(&self, argv: Vec<String>) -> Result<ShellProcess>;
+
+    /// Kills every process running in the sandbox (cancel). The sandbox stays usable.
+    async fn kill_all(&self) -> Result<()>;
+
+    /// Releases the sandbox. The workspace on the host is kept.
+    async fn destroy(&self) -> Result<()>;
+
+    /// Reads a regular file inside the sandbox, refusing more than `max` bytes.
+    async fn read_file(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        files::read_file(self, path, max).await
+    }
+
+    /// Creates or replaces a file inside the sandbox, as the sandbox user.
+    async fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
+        files::write_file(self, path, data).await
+    }
+
+    /// What is at `path` inside the sandbox.
+    async fn file_kind(&self, path: &str) -> Result<FileKind> {
+        files::file_kind(self, path).await
+    }
+}
+
+/// Makes and finds sandboxes for one backend.
+#[async_trait]
+pub trait SandboxProvider: Send + Sync {
+    /// `local` or `docker`.
+    fn backend(&self) -> &'static str;
+
+    /// Makes a sandbox for a task.
+    async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>>;
+
+    /// Finds the sandbox `id` made earlier (for example before a coordinator restart).
+    /// `None` when it no longer exists.
+    async fn attach(&self, id: &str, spec: SandboxSpec) -> Result<Option<Arc<dyn Sandbox>>>;
+
+    /// Sandboxes this coordinator made that still exist.
+    async fn list(&self) -> Result<Vec<SandboxInfo>>;
+}

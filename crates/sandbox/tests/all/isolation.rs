@@ -1,0 +1,217 @@
+//! What the sandbox cannot see or do: root powers, host files, sockets, writes outside the workspace, host environment, network.
+
+use std::collections::BTreeSet;
+
+use dockhand_sandbox::ExecRequest;
+
+use crate::harness::Host;
+use crate::harness::exec;
+use crate::harness::path_str;
+use crate::harness::sh;
+use crate::harness::text;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_run_unprivileged() {
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    let out = sh(
+        &*sb,
+        "id -u; id -g; id -un; cat /proc/sys/kernel/hostname; cat /proc/self/status",
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(lines.next(), Some("agent"));
+    assert_eq!(lines.next(), Some("dockhand"));
+    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = format!("{field}:\t0000000000000000");
+        assert!(stdout.contains(&line), "no {line:?} in {stdout}");
+    }
+    assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mounts_cannot_be_made_writable() {
+    // The mount(2) syscall itself, through perl: util-linux's `mount` refuses a
+    // non-root user before ever asking the kernel, so it would prove nothing.
+    let mount_nr = match std::env::consts::ARCH {
+        "x86_64" => 165,
+        "aarch64" => 40,
+        arch => panic!("no mount(2) syscall number for {arch} in this test"),
+    };
+    let script = format!(
+        r#"for my $t ("/usr", "/", "/etc/passwd") {{
+            for my $flags (32, 4128) {{ # MS_REMOUNT, MS_REMOUNT|MS_BIND
+                my ($src, $dst, $fs) = ("none", $t, "none");
+                my $r = syscall({mount_nr}, $src, $dst, $fs, $flags, 0);
+                print "$t $flags $r ", $! + 0, "\n";
+            }}
+        }}"#
+    );
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    let out = exec(&*sb, ExecRequest::new(["perl", "-e", &script])).await;
+    assert_eq!(out.exit_code, Some(0), "needs perl: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    for line in stdout.lines() {
+        // -1 and EPERM: the kernel refused.
+        assert!(line.ends_with(" -1 1"), "remount allowed: {line}");
+    }
+    let out = exec(&*sb, ExecRequest::new(["touch", "/usr/probe"])).await;
+    assert_ne!(out.exit_code, Some(0), "/usr is writable");
+
+    // A nested user namespace would make the sandbox root of its own little world.
+    if host.provider.host_layout().disable_userns {
+        let out = exec(
+            &*sb,
+            ExecRequest::new(["unshare", "--user", "--map-root-user", "true"]),
+        )
+        .await;
+        assert_ne!(out.exit_code, Some(0), "nested user namespace allowed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_bound_is_readable_only_by_its_owner() {
+    // The sandbox user maps onto the coordinator's uid, so as root it passes the
+    // owner check on root's files: a file the host keeps from others (a TLS key, a
+    // shadow file) must simply not be there. (Directories are left out: bwrap makes
+    // the parents of its mount points, such as /etc, mode 0700 for the sandbox user.)
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    let out = sh(
+        &*sb,
+        "find /etc /usr /bin /sbin /lib /lib64 -type f -user agent ! -perm -o=r 2>/dev/null; \
+         test -e /etc/ssl/private && echo /etc/ssl/private; \
+         test -e /etc/shadow && echo /etc/shadow; true",
+    )
+    .await;
+    assert_eq!(
+        text(&out.stdout),
+        "",
+        "owner-only files visible in the sandbox"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_files_and_sockets_are_out_of_reach() {
+    let host = Host::new();
+    // A socket standing in for the Docker socket, next to the admin token.
+    let socket = host.data.join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let other = host.workspace("t2").join("secret.txt");
+    let state_passwd = host.data.join("state/etc/passwd");
+    for path in [&host.admin_token(), &socket, &other, &state_passwd] {
+        assert!(path.exists(), "{} should exist on the host", path.display());
+    }
+
+    let sb = host.sandbox(false).await;
+    let script = r#"for p in "$@"; do
+        if [ -e "$p" ] || [ -h "$p" ]; then echo "visible $p"; fi
+        cat "$p" 2>/dev/null && echo "readable $p"
+    done; true"#;
+    let mut argv = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+        "sh".to_owned(),
+    ];
+    for path in [
+        &host.admin_token(),
+        &socket,
+        &other,
+        &state_passwd,
+        &host.data,
+    ] {
+        argv.push(path_str(path).to_owned());
+    }
+    for path in [
+        "/var/run/docker.sock",
+        "/run",
+        "/var/run",
+        "/var",
+        "/home",
+        "/root",
+    ] {
+        argv.push(path.to_owned());
+    }
+    let out = exec(&*sb, ExecRequest::new(argv)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "", "the sandbox sees host paths");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_workspace_and_tmp_are_writable() {
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    let out = sh(
+        &*sb,
+        r#"for d in / /usr /etc /home /var /workspace /tmp; do
+            if (echo x > "${d%/}/probe") 2>/dev/null; then echo "$d yes"; else echo "$d no"; fi
+        done"#,
+    )
+    .await;
+    assert_eq!(
+        text(&out.stdout),
+        "/ no\n/usr no\n/etc no\n/home no\n/var no\n/workspace yes\n/tmp yes\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.workspace("t1").join("probe")).unwrap(),
+        "x\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_environment_stays_out() {
+    assert!(
+        std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+        "the test runner should set CARGO_MANIFEST_DIR on the host"
+    );
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    let mut req = ExecRequest::new(["env", "-0"]);
+    req.env = vec![("REQ_VAR".to_owned(), "from-request".to_owned())];
+    let out = exec(&*sb, req).await;
+    let inside: BTreeSet<String> = text(&out.stdout)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let expected: BTreeSet<String> = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/tmp",
+        "USER=agent",
+        "LANG=C.UTF-8",
+        "TERM=dumb",
+        "SPEC_VAR=from-spec",
+        "REQ_VAR=from-request",
+        // bwrap sets PWD itself after `--chdir`.
+        "PWD=/workspace",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(inside, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_only_when_allowed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+    let host = Host::new();
+
+    let closed = host.sandbox(false).await;
+    let out = exec(&*closed, ExecRequest::new(["bash", "-c", &script])).await;
+    assert_ne!(out.exit_code, Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+
+    let open = host.sandbox(true).await;
+    let out = exec(&*open, ExecRequest::new(["bash", "-c", &script])).await;
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "connected\n");
+}

@@ -1,0 +1,194 @@
+//! `GET /api/v1/tasks/{id}/events?after=SEQ`: stored events as JSON, or, with a
+//! WebSocket upgrade, the stored events and then the live ones.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::extract::Query;
+use axum::extract::State;
+use axum::extract::ws::Message;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::WebSocket;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::HeaderMap;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use dockhand_protocol::ControlKind;
+use dockhand_protocol::ControlMessage;
+use dockhand_protocol::TaskId;
+use serde::Deserialize;
+
+use super::ApiError;
+use super::tasks::load_task;
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::hub::HubMsg;
+
+/// Events per page when replaying from the store.
+const PAGE: usize = 500;
+/// A send that takes longer than this means the client has stalled.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/tasks/{id}/events", get(events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        message: e.body_text(),
+        fields: Default::default(),
+    })?;
+    let row = load_task(&state, &user, &id)?;
+    let after = q.after.unwrap_or(0);
+    let wants_ws = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if wants_ws {
+        let ws = ws.map_err(|e| ApiError::BadRequest {
+            message: e.body_text(),
+            fields: Default::default(),
+        })?;
+        let task = row.id;
+        return Ok(ws
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| stream(socket, state, task, after))
+            .into_response());
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 10000"));
+    }
+    let events = state.store.events_after_json(&row.id, after, limit)?;
+    let mut body =
+        String::with_capacity(events.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 16);
+    body.push_str(r#"{"events":["#);
+    for (i, (_, json)) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(json);
+    }
+    body.push_str("]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn send_control(
+    socket: &mut WebSocket,
+    control: ControlKind,
+    after: u64,
+    message: Option<String>,
+) -> bool {
+    let msg = ControlMessage {
+        control,
+        after,
+        message,
+    };
+    match serde_json::to_string(&msg) {
+        Ok(json) => send(socket, Utf8Bytes::from(json)).await,
+        Err(_) => false,
+    }
+}
+
+/// Sends stored events after `last` (up to `until`, if given); returns the new last seq.
+async fn replay(
+    socket: &mut WebSocket,
+    state: &AppState,
+    task: &TaskId,
+    mut last: u64,
+    until: Option<u64>,
+) -> Option<u64> {
+    loop {
+        let page = state.store.events_after_json(task, last, PAGE).ok()?;
+        let full = page.len() == PAGE;
+        for (seq, json) in page {
+            if until.is_some_and(|u| seq > u) {
+                return Some(last);
+            }
+            if !send(socket, Utf8Bytes::from(json)).await {
+                return None;
+            }
+            last = seq;
+        }
+        if !full {
+            return Some(last);
+        }
+    }
+}
+
+/// Subscribe first, then replay from the store, then follow live events,
+/// skipping any already sent: nothing is missed and nothing is sent twice.
+async fn stream(mut socket: WebSocket, state: AppState, task: TaskId, after: u64) {
+    let last_seq = state.store.last_seq(&task).unwrap_or(0);
+    let mut sub = state.hub.subscribe(&task, last_seq);
+    let Some(mut last) = replay(&mut socket, &state, &task, after, None).await else {
+        return;
+    };
+    if !send_control(&mut socket, ControlKind::CaughtUp, last, None).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = sub.rx.recv() => match msg {
+                Some(HubMsg::Event { seq, json }) => {
+                    if seq <= last {
+                        continue;
+                    }
+                    // Defensive: fill any gap from the store before the live event.
+                    if seq > last + 1 && replay(&mut socket, &state, &task, last, Some(seq - 1)).await.is_none() {
+                        return;
+                    }
+                    if !send(&mut socket, json).await {
+                        return;
+                    }
+                    last = seq;
+                }
+                Some(HubMsg::Delta(json)) => {
+                    if !send(&mut socket, json).await {
+                        return;
+                    }
+                }
+                None => {
+                    let message = sub
+                        .overflowed
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .then(|| "this connection fell behind; reconnect with after=SEQ".to_owned());
+                    let _ = send_control(&mut socket, ControlKind::Resume, last, message).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP API: one router per module, auth as an extractor.
+
+mod error;
+mod events;
+mod tasks;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use error::ApiError;
+pub use error::ApiJson;
+
+use crate::AppState;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The whole HTTP app.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(tasks::router())
+        .merge(events::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    let body = r#"{"error":{"code":"method_not_allowed","message":"this route does not take that method"}}"#;
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+}

@@ -1,0 +1,238 @@
+//! Task routes: create, list, get, follow-up, cancel.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::Path;
+use axum::extract::Query;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::routing::post;
+use dockhand_protocol::CreateTaskParams;
+use dockhand_protocol::FollowUpParams;
+use dockhand_protocol::Task;
+use dockhand_protocol::TaskId;
+use dockhand_protocol::TaskListResponse;
+use dockhand_protocol::TaskStatus;
+use dockhand_protocol::task_branch;
+use dockhand_store::CancelOutcome;
+use dockhand_store::NewTask;
+use dockhand_store::TaskCursor;
+use dockhand_store::TaskFilter;
+use dockhand_store::TaskRow;
+use serde::Deserialize;
+
+use super::ApiError;
+use super::ApiJson;
+use crate::AppState;
+use crate::auth::AuthUser;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tasks", post(create).get(list))
+        .route("/api/v1/tasks/{id}", get(show))
+        .route("/api/v1/tasks/{id}/messages", post(follow_up))
+        .route("/api/v1/tasks/{id}/cancel", post(cancel))
+}
+
+/// Loads a task the user may see; others' tasks answer 404 like missing ones.
+pub(super) fn load_task(state: &AppState, user: &AuthUser, id: &str) -> Result<TaskRow, ApiError> {
+    let id = TaskId::parse(id).ok_or_else(ApiError::task_not_found)?;
+    let row = state
+        .store
+        .get_task(&id)?
+        .ok_or_else(ApiError::task_not_found)?;
+    if row.user_id != user.0.id && !user.is_operator() {
+        return Err(ApiError::task_not_found());
+    }
+    Ok(row)
+}
+
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if text.len() > max {
+        return Err(ApiError::field_too_large(
+            field,
+            format!(
+                "is {} bytes; the limit is {max} (limits.max_prompt_bytes)",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_branch(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.ends_with(".lock")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("base_branch", "is not a valid branch name"))
+    }
+}
+
+fn title_of(prompt: &str) -> String {
+    let line = prompt.trim().lines().next().unwrap_or("").trim();
+    if line.chars().count() <= 80 {
+        line.to_owned()
+    } else {
+        let mut t: String = line.chars().take(79).collect();
+        t.push('…');
+        t
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(p): ApiJson<CreateTaskParams>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let cfg = &state.config;
+    check_text("prompt", &p.prompt, cfg.limits.max_prompt_bytes)?;
+    let repo = p.repo.trim().to_owned();
+    dockhand_forge::resolve_repo(&repo, cfg.allow_local_repos, &cfg.github.web_url)
+        .map_err(|e| ApiError::field("repo", e.to_string()))?;
+    if let Some(b) = &p.base_branch {
+        check_branch(b)?;
+    }
+    let model = match p.model {
+        Some(m) => {
+            let ok = !m.is_empty()
+                && m.len() <= 100
+                && m.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:@/".contains(c));
+            if !ok {
+                return Err(ApiError::field("model", "is not a valid model id"));
+            }
+            m
+        }
+        None => cfg.model.name.clone(),
+    };
+    let id = TaskId::generate();
+    let row = state
+        .store
+        .create_task(NewTask {
+            branch: task_branch(&id, &p.prompt),
+            id,
+            user_id: user.0.id,
+            repo,
+            title: title_of(&p.prompt),
+            prompt: p.prompt,
+            base_branch: p.base_branch,
+            model,
+        })
+        .await?;
+    state.scheduler.wake();
+    Ok((StatusCode::CREATED, Json(row.to_api())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    repo: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskListResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        message: e.body_text(),
+        fields: Default::default(),
+    })?;
+    let status = match q.status.as_deref() {
+        Some(s) => Some(
+            TaskStatus::parse(s)
+                .ok_or_else(|| ApiError::field("status", format!("unknown status {s:?}")))?,
+        ),
+        None => None,
+    };
+    let cursor = match q.cursor.as_deref() {
+        Some(c) => Some(
+            TaskCursor::decode(c)
+                .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this API"))?,
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 200"));
+    }
+    let filter = TaskFilter {
+        user_id: (!user.is_operator()).then_some(user.0.id),
+        status,
+        repo: q.repo,
+    };
+    let (rows, next) = state.store.list_tasks(&filter, cursor.as_ref(), limit)?;
+    Ok(Json(TaskListResponse {
+        tasks: rows.iter().map(TaskRow::to_api).collect(),
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(load_task(&state, &user, &id)?.to_api()))
+}
+
+async fn follow_up(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(p): ApiJson<FollowUpParams>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let row = load_task(&state, &user, &id)?;
+    check_text("text", &p.text, state.config.limits.max_prompt_bytes)?;
+    state.store.follow_up(&row.id, p.text).await?;
+    state.scheduler.wake();
+    let row = state
+        .store
+        .get_task(&row.id)?
+        .ok_or_else(ApiError::task_not_found)?;
+    Ok((StatusCode::ACCEPTED, Json(row.to_api())))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let row = load_task(&state, &user, &id)?;
+    let who = user.0.login.clone();
+    match state
+        .scheduler
+        .cancel(&row.id, format!("cancelled by {who}"))
+        .await?
+    {
+        CancelOutcome::AlreadyFinished => {
+            return Err(ApiError::Conflict(format!(
+                "the task already finished ({})",
+                row.status
+            )));
+        }
+        CancelOutcome::Cancelled | CancelOutcome::Requested => {}
+    }
+    let row = state
+        .store
+        .get_task(&row.id)?
+        .ok_or_else(ApiError::task_not_found)?;
+    Ok((StatusCode::ACCEPTED, Json(row.to_api())))
+}

@@ -1,0 +1,222 @@
+//! Starting and stopping the whole coordinator.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockhand_model::anthropic::AnthropicClient;
+use dockhand_model::anthropic::AnthropicConfig;
+use dockhand_sandbox::local::LocalConfig;
+use dockhand_sandbox::local::LocalProvider;
+use dockhand_store::Store;
+use dockhand_store::StoreOptions;
+use dockhand_store::Synchronous;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::auth::ADMIN_TOKEN_FILE;
+use crate::config::Config;
+use crate::config::SyncMode;
+use crate::hub::Hub;
+use crate::runner::RunnerDeps;
+use crate::scheduler::Scheduler;
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another coordinator holds the data directory.
+    #[error(
+        "another Dockhand coordinator is already using {0}; stop it, or set DOCKHAND_DATA_DIR to another directory"
+    )]
+    Locked(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] dockhand_store::StoreError),
+    /// Local auth could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
+    /// The sandbox backend is unusable.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] dockhand_sandbox::SandboxError),
+    /// The model client could not be built.
+    #[error("model client: {0}")]
+    Model(String),
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    addr: SocketAddr,
+    new_admin_token: Option<String>,
+    state: AppState,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    _lock: File,
+}
+
+fn make_dir(path: &Path) -> Result<(), StartError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| StartError::DataDir {
+            path: path.display().to_string(),
+            source: e,
+        })
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    let path = dir.join("coordinator.lock");
+    let file = File::create(&path).map_err(|e| StartError::DataDir {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| StartError::Locked(dir.display().to_string()))?;
+    Ok(file)
+}
+
+impl Coordinator {
+    /// Opens the data dir, prepares local auth (the admin token file is written
+    /// before anything listens), binds, and starts serving and scheduling.
+    /// `listener` overrides `config.listen` (tests bind port 0).
+    pub async fn start(
+        config: Config,
+        listener: Option<TcpListener>,
+    ) -> Result<Coordinator, StartError> {
+        let data_dir = config.data_dir.clone();
+        make_dir(&data_dir)?;
+        for sub in ["workspaces", "sandbox"] {
+            make_dir(&data_dir.join(sub))?;
+        }
+        let lock = lock_data_dir(&data_dir)?;
+        let hub = Hub::new(1024);
+        let mut opts = StoreOptions::new(data_dir.join("dockhand.db"));
+        opts.synchronous = match config.store.synchronous {
+            SyncMode::Normal => Synchronous::Normal,
+            SyncMode::Full => Synchronous::Full,
+        };
+        let store = Store::open(opts, Arc::new(hub.clone()))?;
+        let new_admin_token = crate::auth::bootstrap_admin(&store, &data_dir).await?;
+
+        let mut model_cfg = AnthropicConfig::new(config.model.api_key.clone().unwrap_or_default());
+        model_cfg.base_url = config.model.base_url.clone();
+        let model =
+            AnthropicClient::new(model_cfg).map_err(|e| StartError::Model(e.to_string()))?;
+        let sandboxes = LocalProvider::new(LocalConfig::new(data_dir.join("sandbox")))?;
+
+        let config = Arc::new(config);
+        let deps = Arc::new(RunnerDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            model: Arc::new(model),
+            sandboxes: Arc::new(sandboxes),
+            config: config.clone(),
+        });
+        let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
+        let state = AppState {
+            store,
+            hub,
+            scheduler: scheduler.clone(),
+            config: config.clone(),
+        };
+
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| StartError::Bind {
+                    addr: config.listen,
+                    source: e,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|e| StartError::Bind {
+            addr: config.listen,
+            source: e,
+        })?;
+        let shutdown = CancellationToken::new();
+        let app = crate::api::router(state.clone());
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        // Lets the CLI on this machine find a coordinator that already holds the data dir.
+        let url_file = data_dir.join("coordinator.url");
+        if let Err(e) = std::fs::write(&url_file, format!("http://{addr}\n")) {
+            tracing::warn!(error = %e, "writing {}", url_file.display());
+        }
+        scheduler.start().await?;
+        tracing::info!(%addr, data_dir = %data_dir.display(), "coordinator started");
+        Ok(Coordinator {
+            addr,
+            new_admin_token,
+            state,
+            shutdown,
+            server,
+            _lock: lock,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The admin token, when this start generated it (show it once).
+    pub fn new_admin_token(&self) -> Option<&str> {
+        self.new_admin_token.as_deref()
+    }
+
+    /// Where the admin token is kept.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.state.config.data_dir.join(ADMIN_TOKEN_FILE)
+    }
+
+    /// Shared state, for in-process callers and tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops serving. Running tasks stay `running` in the store and resume at the next start.
+    pub async fn shutdown(self) {
+        self.state.scheduler.stop();
+        self.shutdown.cancel();
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The coordinator: HTTP API, WebSocket hub, scheduler and runner, wired together.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+mod coordinator;
+pub mod hub;
+mod metrics;
+mod publish;
+mod runner;
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use dockhand_store::Store;
+
+pub use config::Config;
+pub use coordinator::Coordinator;
+pub use coordinator::StartError;
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Live events.
+    pub hub: hub::Hub,
+    /// The scheduler.
+    pub scheduler: scheduler::Scheduler,
+    /// Configuration.
+    pub config: Arc<Config>,
+}

@@ -1,0 +1,80 @@
+//! `/metrics` in the Prometheus text format.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use dockhand_protocol::TaskStatus;
+
+use crate::AppState;
+
+pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let counts = state.store.count_by_status().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP dockhand_tasks Tasks by status.\n# TYPE dockhand_tasks gauge"
+    );
+    for status in TaskStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "dockhand_tasks{{status=\"{status}\"}} {n}");
+    }
+    let w = state.store.writer_stats();
+    let h = state.hub.stats();
+    let s = state.scheduler.stats();
+    let metrics: [(&str, &str, &str, u64); 7] = [
+        (
+            "dockhand_events_committed_total",
+            "counter",
+            "Events committed to the store.",
+            w.events,
+        ),
+        (
+            "dockhand_store_batches_total",
+            "counter",
+            "Group-commit transactions.",
+            w.batches,
+        ),
+        (
+            "dockhand_ws_subscribers",
+            "gauge",
+            "Connected event subscribers.",
+            h.subscribers,
+        ),
+        (
+            "dockhand_ws_overflows_total",
+            "counter",
+            "Subscribers dropped for falling behind.",
+            h.overflows,
+        ),
+        (
+            "dockhand_ws_events_sent_total",
+            "counter",
+            "Events queued to subscribers.",
+            h.published,
+        ),
+        (
+            "dockhand_runners_active",
+            "gauge",
+            "Tasks being run now.",
+            s.running,
+        ),
+        (
+            "dockhand_max_concurrent_tasks",
+            "gauge",
+            "The concurrency limit.",
+            s.max_concurrent,
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,199 @@
+//! The scheduler: a durable queue in the store. It claims queued tasks in order
+//! while fewer than `max_concurrent` run, resumes tasks that were running when the
+//! coordinator stopped, and routes cancels to their runners.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dockhand_protocol::TaskId;
+use dockhand_protocol::TaskStatus;
+use dockhand_store::CancelOutcome;
+use dockhand_store::StoreError;
+use dockhand_store::TaskRow;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::RunnerDeps;
+use crate::runner::run_task;
+
+struct Running {
+    cancel: CancellationToken,
+    reason: Arc<OnceLock<String>>,
+    abort: Option<AbortHandle>,
+}
+
+struct Inner {
+    deps: Arc<RunnerDeps>,
+    max: usize,
+    notify: Notify,
+    running: Mutex<HashMap<TaskId, Running>>,
+    stopped: CancellationToken,
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedulerStats {
+    /// Tasks being run.
+    pub running: u64,
+    /// The limit.
+    pub max_concurrent: u64,
+}
+
+/// Handle to the scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// A scheduler running at most `max` tasks at once.
+    pub fn new(deps: Arc<RunnerDeps>, max: usize) -> Scheduler {
+        Scheduler {
+            inner: Arc::new(Inner {
+                deps,
+                max: max.max(1),
+                notify: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                stopped: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Resumes interrupted tasks, then claims queued ones until stopped.
+    pub async fn start(&self) -> Result<(), StoreError> {
+        let store = &self.inner.deps.store;
+        for task in store.active_tasks()? {
+            let from = [
+                TaskStatus::Provisioning,
+                TaskStatus::Running,
+                TaskStatus::Publishing,
+            ];
+            let msg = Some("resuming after a coordinator restart".to_owned());
+            if store
+                .set_status(&task.id, &from, TaskStatus::Provisioning, msg)
+                .await?
+            {
+                tracing::info!(task = %task.id, "resuming task");
+                self.spawn(task);
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.claim_loop().await });
+        Ok(())
+    }
+
+    async fn claim_loop(&self) {
+        loop {
+            while self.running_count() < self.inner.max && !self.inner.stopped.is_cancelled() {
+                match self.inner.deps.store.claim_next().await {
+                    Ok(Some(task)) => self.spawn(task),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming a queued task");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.inner.notify.notified() => {}
+                // A safety net: the queue is durable, so a missed wake-up only delays.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = self.inner.stopped.cancelled() => return,
+            }
+        }
+    }
+
+    fn running_count(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .map(|r| r.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    fn spawn(&self, task: TaskRow) {
+        let id = task.id.clone();
+        let cancel = CancellationToken::new();
+        let reason = Arc::new(OnceLock::new());
+        let Ok(mut running) = self.inner.running.lock() else {
+            return;
+        };
+        running.insert(
+            id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                reason: reason.clone(),
+                abort: None,
+            },
+        );
+        // A cancel that landed between the claim and the line above only set the flag.
+        let flagged = self
+            .inner
+            .deps
+            .store
+            .get_task(&id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.cancel_requested);
+        if task.cancel_requested || flagged {
+            let _ = reason.set("cancelled".to_owned());
+            cancel.cancel();
+        }
+        let me = self.clone();
+        let deps = self.inner.deps.clone();
+        let task_id = id.clone();
+        let handle = tokio::spawn(async move {
+            run_task(deps, task, cancel, reason).await;
+            if let Ok(mut running) = me.inner.running.lock() {
+                running.remove(&task_id);
+            }
+            me.inner.notify.notify_one();
+        });
+        if let Some(r) = running.get_mut(&id) {
+            r.abort = Some(handle.abort_handle());
+        }
+    }
+
+    /// Wakes the claim loop (a task was queued).
+    pub fn wake(&self) {
+        self.inner.notify.notify_one();
+    }
+
+    /// Cancels a task: at once if queued, through its runner if running.
+    pub async fn cancel(&self, id: &TaskId, message: String) -> Result<CancelOutcome, StoreError> {
+        let outcome = self.inner.deps.store.cancel(id, message.clone()).await?;
+        if outcome == CancelOutcome::Requested {
+            if let Ok(running) = self.inner.running.lock() {
+                if let Some(r) = running.get(id) {
+                    let _ = r.reason.set(message);
+                    r.cancel.cancel();
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SchedulerStats {
+        SchedulerStats {
+            running: self.running_count() as u64,
+            max_concurrent: self.inner.max as u64,
+        }
+    }
+
+    /// Stops claiming and abandons running tasks where they are; they resume at the next start.
+    pub fn stop(&self) {
+        self.inner.stopped.cancel();
+        if let Ok(running) = self.inner.running.lock() {
+            for r in running.values() {
+                if let Some(a) = &r.abort {
+                    a.abort();
+                }
+            }
+        }
+    }
+}
