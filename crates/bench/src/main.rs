@@ -1,1 +1,309 @@
-fn main() {}
+//! `dockhand-bench`: Dockhand's speed and memory figures, each beside a raw
+//! baseline measured in the same run on the same machine, printed as a markdown
+//! table (figure | dockhand | baseline | ratio | target | pass/fail).
+//!
+//! Run it in release mode:
+//!
+//! ```text
+//! cargo run --release -p dockhand-bench                 # everything (about 2–3 minutes)
+//! cargo run --release -p dockhand-bench -- --quick      # a smaller run
+//! cargo run --release -p dockhand-bench -- --only latency,memory
+//! cargo run --release -p dockhand-bench -- --dockhand target/release/dockhand
+//! ```
+//!
+//! Sections:
+//! - `eventlog`: durable events/s through the store's group-commit writer with
+//!   1, 100 and 1,000 concurrently writing tasks on a 1M-row events table, beside
+//!   plain rusqlite inserting the same rows (prepared statement, 1,000 rows per
+//!   transaction, same schema and pragmas).
+//! - `latency`: publish-to-receive latency (p50, p99) of durable events with 100
+//!   and 1,000 WebSocket subscribers at 100 events/s, from an in-process
+//!   coordinator, beside a plain tokio-tungstenite broadcast server.
+//! - `memory`: server RSS per idle WebSocket subscriber, measured on a separate
+//!   `dockhand serve` process (built with `cargo build --release -p dockhand-cli`
+//!   when missing).
+
+#![allow(clippy::print_stdout)]
+
+mod eventlog;
+mod latency;
+mod memory;
+
+use std::process::Command;
+
+use anyhow::Context;
+use anyhow::Result;
+use anyhow::bail;
+
+/// One line of the results table.
+#[derive(Debug)]
+pub struct Row {
+    figure: String,
+    dockhand: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    pass: Option<bool>,
+}
+
+impl Row {
+    /// A row; `pass` is `None` for informational figures.
+    pub fn new(
+        figure: impl Into<String>,
+        dockhand: impl Into<String>,
+        baseline: impl Into<String>,
+        ratio: impl Into<String>,
+        target: impl Into<String>,
+        pass: Option<bool>,
+    ) -> Row {
+        Row {
+            figure: figure.into(),
+            dockhand: dockhand.into(),
+            baseline: baseline.into(),
+            ratio: ratio.into(),
+            target: target.into(),
+            pass,
+        }
+    }
+
+    /// A row for a section that could not run.
+    pub fn failed(figure: impl Into<String>, why: &anyhow::Error) -> Row {
+        Row::new(
+            figure,
+            format!("error: {why:#}"),
+            "—",
+            "—",
+            "—",
+            Some(false),
+        )
+    }
+}
+
+/// What a section reports: table rows and notes printed below the table.
+#[derive(Debug, Default)]
+pub struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn extend(&mut self, other: Report) {
+        self.rows.extend(other.rows);
+        self.notes.extend(other.notes);
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n.max(0.0));
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `text` cut to at most `max` characters.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+struct Args {
+    quick: bool,
+    eventlog: bool,
+    latency: bool,
+    memory: bool,
+    dockhand: Option<std::path::PathBuf>,
+}
+
+const USAGE: &str =
+    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory] [--dockhand PATH]
+
+  --quick          a smaller run (fewer events, shorter latency runs)
+  --only LIST      run only these sections (comma-separated: eventlog, latency, memory)
+  --eventlog, --latency, --memory
+                   the same, one flag per section (may be combined)
+  --dockhand PATH  the dockhand binary for the memory section
+                   (default: target/release/dockhand, built when missing)";
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut args = Args {
+        quick: false,
+        eventlog: false,
+        latency: false,
+        memory: false,
+        dockhand: None,
+    };
+    let mut any = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut select = |name: &str| -> Result<()> {
+            match name.trim() {
+                "eventlog" => args.eventlog = true,
+                "latency" => args.latency = true,
+                "memory" => args.memory = true,
+                other => bail!("unknown section {other:?}\n{USAGE}"),
+            }
+            any = true;
+            Ok(())
+        };
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--eventlog" | "--latency" | "--memory" => select(&arg[2..])?,
+            "--only" => {
+                let list = it.next().context("--only needs a list")?;
+                for name in list.split(',') {
+                    select(name)?;
+                }
+            }
+            "--dockhand" => {
+                args.dockhand = Some(it.next().context("--dockhand needs a path")?.into());
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if !any {
+        args.eventlog = true;
+        args.latency = true;
+        args.memory = true;
+    }
+    Ok(Some(args))
+}
+
+fn machine_info() -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let profile = if cfg!(debug_assertions) {
+        "debug (numbers are not meaningful: use --release)"
+    } else {
+        "release"
+    };
+    vec![
+        format!("- cores: {cores} ({cpu})"),
+        format!("- memory: {mem}"),
+        format!("- kernel: Linux {kernel}"),
+        format!("- rustc: {rustc}"),
+        format!("- build: {profile}"),
+    ]
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| figure | dockhand | baseline | ratio | target | pass/fail |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        let pass = match r.pass {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "—",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.figure, r.dockhand, r.baseline, r.ratio, r.target, pass
+        );
+    }
+}
+
+/// Lets this process (and the `dockhand serve` it starts) hold thousands of sockets.
+fn raise_nofile(want: u64) -> Result<u64> {
+    use rustix::process::Resource;
+    let lim = rustix::process::getrlimit(Resource::Nofile);
+    let current = lim.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return Ok(current);
+    }
+    let target = lim.maximum.map_or(want, |m| m.min(want.max(current)));
+    rustix::process::setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(target),
+            maximum: lim.maximum,
+        },
+    )
+    .context("raising RLIMIT_NOFILE")?;
+    Ok(target)
+}
+
+fn main() -> Result<()> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let nofile = raise_nofile(8192)?;
+    println!(
+        "# Dockhand benchmark{}\n",
+        if args.quick { " (--quick)" } else { "" }
+    );
+    for line in machine_info() {
+        println!("{line}");
+    }
+    println!("- open file limit: {nofile}\n");
+
+    let mut report = Report::default();
+    if args.eventlog {
+        eprintln_progress("eventlog: durable events/s through the event log");
+        report.extend(eventlog::run(&eventlog::Opts::new(args.quick)));
+    }
+    if args.latency {
+        eprintln_progress("latency: publish-to-receive latency over WebSocket");
+        report.extend(latency::run(&latency::Opts::new(args.quick)));
+    }
+    if args.memory {
+        eprintln_progress("memory: server RSS per idle WebSocket subscriber");
+        report.extend(memory::run(&memory::Opts::new(
+            args.quick,
+            args.dockhand.clone(),
+        )));
+    }
+
+    print_table(&report.rows);
+    if !report.notes.is_empty() {
+        println!("\nNotes:");
+        for n in &report.notes {
+            println!("- {n}");
+        }
+    }
+    println!("\nTotal time: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Progress goes to stderr so that stdout is only the report.
+pub fn eprintln_progress(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "[bench] {msg}");
+}

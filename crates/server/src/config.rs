@@ -157,6 +157,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest prompt or follow-up.
     pub max_prompt_bytes: usize,
+    /// Messages queued per WebSocket subscriber before it is dropped and told to resume.
+    pub ws_queue: usize,
 }
 
 /// `[store]`.
@@ -249,6 +251,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1 << 20,
             max_prompt_bytes: 64 * 1024,
+            ws_queue: 1024,
         }
     }
 }

@@ -111,7 +111,7 @@ impl Coordinator {
             make_dir(&data_dir.join(sub))?;
         }
         let lock = lock_data_dir(&data_dir)?;
-        let hub = Hub::new(1024);
+        let hub = Hub::new(config.limits.ws_queue);
         let mut opts = StoreOptions::new(data_dir.join("dockhand.db"));
         opts.synchronous = match config.store.synchronous {
             SyncMode::Normal => Synchronous::Normal,

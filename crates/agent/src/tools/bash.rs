@@ -50,10 +50,18 @@ impl BashTool {
         }
     }
 
-    /// Kills the shell and everything it started.
+    /// Kills the shell and everything it started, and returns once the output
+    /// pipe is closed: every process that held it has exited.
     pub async fn shutdown(&mut self) {
-        if let Some(s) = self.session.take() {
+        if let Some(mut s) = self.session.take() {
             s.control.kill().await;
+            let mut sink = [0u8; 4096];
+            let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while matches!(s.output.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            if drained.await.is_err() {
+                tracing::warn!("the shell's output stayed open 5 s after it was killed");
+            }
         }
     }
 
@@ -193,8 +201,8 @@ impl BashTool {
                             break Ended::Exit(code);
                         }
                     } else {
-                        // Hold back what could be the start of the marker.
-                        let safe = pending.len().saturating_sub(marker.len());
+                        // Hold back only a tail that could be the start of the marker.
+                        let safe = pending.len() - partial_marker(&pending, &marker);
                         capture.push(&pending[..safe]);
                         out.push(&pending[..safe]);
                         pending.drain(..safe);
@@ -214,6 +222,14 @@ impl BashTool {
 
 fn sep(text: &str) -> &'static str {
     if text.is_empty() { "" } else { "\n" }
+}
+
+/// Length of the longest tail of `buf` that is a proper prefix of `marker`.
+fn partial_marker(buf: &[u8], marker: &[u8]) -> usize {
+    (1..marker.len().min(buf.len() + 1))
+        .rev()
+        .find(|&n| buf.ends_with(&marker[..n]))
+        .unwrap_or(0)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -242,6 +258,15 @@ fn ansi_c_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_possible_marker_start_is_held_back() {
+        let marker = b"\n__DOCKHAND_ab_";
+        assert_eq!(partial_marker(b"started\n", marker), 1);
+        assert_eq!(partial_marker(b"started\n__DOCK", marker), 7);
+        assert_eq!(partial_marker(b"started", marker), 0);
+        assert_eq!(partial_marker(b"", marker), 0);
+    }
 
     #[test]
     fn quoting_escapes_quotes_backslashes_and_bytes() {

@@ -1,4 +1,5 @@
-//! What the sandbox cannot see or do: root powers, host files, sockets, writes outside the workspace, host environment, network.
+//! What the sandbox cannot see or do: root powers, host files and sockets, writes
+//! outside the workspace, the host's environment, the network unless allowed.
 
 use std::collections::BTreeSet;
 

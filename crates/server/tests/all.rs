@@ -1,0 +1,19 @@
+//! Integration tests of the coordinator: real SQLite, real git, real bubblewrap,
+//! the fake Anthropic API from testkit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "all/common.rs"]
+mod common;
+
+#[path = "all/api.rs"]
+mod api;
+#[path = "all/concurrency.rs"]
+mod concurrency;
+#[path = "all/e2e.rs"]
+mod e2e;
+#[path = "all/faults.rs"]
+mod faults;
+#[path = "all/tools.rs"]
+mod tools;
+#[path = "all/ws.rs"]
+mod ws;
