@@ -60,7 +60,7 @@ impl Opts {
     }
 }
 
-/// Publishes nowhere: the figure is the log's, not the hub's.
+/// Publishes nowhere (used while creating the schema).
 struct Discard;
 
 impl Publish for Discard {
@@ -115,7 +115,9 @@ fn run_inner(opts: &Opts) -> Result<Report> {
         .enable_all()
         .build()
         .context("building the runtime")?;
-    let store = Store::open(StoreOptions::new(&dock_path), Arc::new(Discard))?;
+    // The coordinator's own publisher, with no subscribers.
+    let hub = dockhand_server::hub::Hub::new(1024);
+    let store = Store::open(StoreOptions::new(&dock_path), Arc::new(hub))?;
     let user = rt.block_on(store.ensure_user("bench", UserRole::User))?;
     let mut base_conn = open_baseline(&base_path)?;
 
@@ -158,7 +160,7 @@ fn run_inner(opts: &Opts) -> Result<Report> {
     }
     report.notes.push(format!(
         "eventlog: {} events per case on a table pre-filled to {} rows (it grows through the cases; both sides see the same sizes); \
-         payload a ~100-byte tool_output; synchronous=NORMAL, WAL, default page cache; Dockhand producers are tokio tasks \
+         payload a ~100-byte tool_output; synchronous=NORMAL, WAL, default page cache; Dockhand publishes to the coordinator's Hub (no subscribers); its producers are tokio tasks \
          on a {}-worker runtime calling Store::append, timed until Store::flush returns; the baseline is one thread \
          (it serializes the same ToolOutputEvent with serde_json per row, as any writer must)",
         thousands(opts.events as f64),

@@ -25,9 +25,11 @@
 
 #![allow(clippy::print_stdout)]
 
+mod commit;
 mod eventlog;
 mod latency;
 mod memory;
+mod wsclient;
 
 use std::process::Command;
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::Report;
 use crate::Row;
 use crate::eprintln_progress;
-use crate::latency::connect_many;
+use crate::wsclient::connect_many;
 
 /// Settings of the run.
 pub struct Opts {
@@ -63,7 +63,8 @@ pub fn run(opts: &Opts) -> Report {
     }
 }
 
-/// The `dockhand` binary: `--dockhand`, else `target/release/dockhand`, built when missing.
+/// The `dockhand` binary: `--dockhand`, else `target/release/dockhand`, built
+/// (or brought up to date) with cargo.
 fn locate_binary(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         if !p.is_file() {
@@ -78,24 +79,25 @@ fn locate_binary(given: Option<&Path>) -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("locating the target directory")?;
     let bin = target.join("release").join("dockhand");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    eprintln_progress("  building the dockhand binary: cargo build --release -p dockhand-cli");
+    // Always ask cargo, so that the figure is of the current source (a no-op when fresh).
+    eprintln_progress("  cargo build --release -p dockhand-cli");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "dockhand-cli"])
+        .args(["build", "--release", "--quiet", "-p", "dockhand-cli"])
         .current_dir(workspace)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() || !bin.is_file() {
-        bail!(
-            "cargo build --release -p dockhand-cli did not produce {}",
+        .status();
+    match status {
+        Ok(s) if s.success() && bin.is_file() => Ok(bin),
+        _ if bin.is_file() => {
+            eprintln_progress("  the build failed; using the existing binary");
+            Ok(bin)
+        }
+        _ => bail!(
+            "cargo build --release -p dockhand-cli did not produce {}; pass --dockhand PATH",
             bin.display()
-        );
+        ),
     }
-    Ok(bin)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {

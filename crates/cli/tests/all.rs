@@ -1,0 +1,438 @@
+//! Tests of the `dockhand` binary: real processes, real SQLite, git and bubblewrap,
+//! with the fake Anthropic API running in the test process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::BufRead;
+use std::io::BufReader;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+
+use dockhand_testkit::FakeAnthropic;
+use dockhand_testkit::Scenario;
+use dockhand_testkit::Turn;
+use serde_json::Value;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dockhand");
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn make_repo(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    git(path, &["init", "-q", "-b", "main"]);
+    std::fs::write(path.join("README.md"), "# demo\n").unwrap();
+    git(path, &["add", "-A"]);
+    git(
+        path,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    );
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    fake: FakeAnthropic,
+}
+
+impl Env {
+    async fn new(scenario: Scenario) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            fake: FakeAnthropic::start(scenario).await,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("DOCKHAND_DATA_DIR", self.data())
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env("ANTHROPIC_BASE_URL", self.fake.base_url());
+        c
+    }
+
+    /// Starts `dockhand serve` and returns it with its URL.
+    fn serve(&self) -> (Child, String, Vec<String>) {
+        let mut child = self
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("serve.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "serve exited early: {lines:?}"
+            );
+            if let Some(url) = line.trim().strip_prefix("Dockhand is listening on ") {
+                return (child, url.to_owned(), lines);
+            }
+            lines.push(line);
+        }
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+async fn api(
+    url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// Polls (bounded) until `cond` holds.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .count()
+}
+
+fn kill9(child: &mut Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(child),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_streams_the_work_and_leaves_the_branch_in_the_repo() {
+    let scenario = Scenario::new()
+        .token_delay_ms(5)
+        .turn(Turn::text("I'll create it.").tool_use(
+            "str_replace_based_edit_tool",
+            json!({"command": "create", "path": "/workspace/hello.txt", "file_text": "hi\n"}),
+        ))
+        .turn(Turn::text("Checking.").tool_use("bash", json!({"command": "cat hello.txt; false"})))
+        .text("All done.");
+    let env = Env::new(scenario).await;
+    let repo = env.dir.path().join("repo");
+    make_repo(&repo);
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = env.cmd();
+        cmd.current_dir(&repo)
+            .args(["run", "--repo", ".", "create hello.txt"]);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "I'll create it.",
+        "✎ create /workspace/hello.txt",
+        "$ cat hello.txt; false",
+        "hi\n",
+        "exit 1",
+        "All done.",
+        "✔ succeeded",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let branch = git(
+        &repo,
+        &[
+            "branch",
+            "--list",
+            "dockhand/*",
+            "--format=%(refname:short)",
+        ],
+    );
+    assert!(branch.starts_with("dockhand/t"), "{branch}");
+    assert_eq!(git(&repo, &["show", &format!("{branch}:hello.txt")]), "hi");
+
+    // `tasks` and `logs --json` against the same data dir.
+    let out = env.cmd().args(["tasks"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && listing.contains("succeeded")
+            && listing.contains("create hello.txt"),
+        "{listing}"
+    );
+    let id = listing
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = env.cmd().args(["logs", &id, "--json"]).output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=lines.len() as u64).collect::<Vec<_>>());
+    assert_eq!(lines.last().unwrap()["data"]["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_json_prints_one_event_per_line_and_fails_with_the_task() {
+    let env = Env::new(Scenario::new().turn(Turn::text("no").stop_reason("refusal"))).await;
+    let repo = env.dir.path().join("repo");
+    make_repo(&repo);
+    let mut cmd = env.cmd();
+    cmd.args([
+        "run",
+        "--json",
+        "--repo",
+        repo.to_str().unwrap(),
+        "do something",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a failed task exits non-zero");
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "status");
+    assert_eq!(last["data"]["status"], "failed");
+    assert!(
+        events.iter().all(|e| e["seq"].is_u64()),
+        "only durable events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_shows_the_admin_token_once_and_keeps_it_private() {
+    let env = Env::new(Scenario::new()).await;
+    let (mut first, url, printed) = env.serve();
+    let token = env.token();
+    assert!(printed.iter().any(|l| l.contains(&token)), "{printed:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.data().join("admin-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let ok = reqwest::Client::new()
+        .get(format!("{url}/api/v1/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    kill9(&mut first);
+    let (mut second, _, printed) = env.serve();
+    assert!(
+        !printed.iter().any(|l| l.contains(&token)),
+        "shown only at first start"
+    );
+    assert_eq!(env.token(), token, "the token survives restarts");
+    kill9(&mut second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_coordinator_resumes_its_tasks_without_rerunning_a_command() {
+    let gated = "echo started; sleep 777.123 & while [ ! -e /workspace/.git/go ]; do sleep 0.02; done; echo finished";
+    let scenario = Scenario::new()
+        .turn(Turn::tool("bash", json!({"command": gated})))
+        .turn(Turn::tool("bash", json!({"command": "echo second"})))
+        .turn(Turn::text("a slow answer that will be cut off by the crash").stop_reason("end_turn"))
+        .text("Done.")
+        .token_delay_ms(150);
+    let env = Env::new(scenario).await;
+    let repo = env.dir.path().join("repo");
+    make_repo(&repo);
+    let (mut server, url, _) = env.serve();
+    let token = env.token();
+    let task = api(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/tasks",
+        Some(json!({"repo": repo, "prompt": "wait"})),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let events_path = format!("/api/v1/tasks/{id}/events");
+    let has = |events: &Value, needle: &str| {
+        events["events"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "tool_output" && e["data"]["text"].as_str().unwrap().contains(needle)
+        })
+    };
+
+    // Crash 1: while a command runs in the sandbox.
+    eventually("the command to start", || async {
+        has(
+            &api(&url, &token, reqwest::Method::GET, &events_path, None).await,
+            "started",
+        ) && processes_with("777.123") > 0
+    })
+    .await;
+    kill9(&mut server);
+    eventually("the sandbox to die with the coordinator", || async {
+        processes_with("777.123") == 0
+    })
+    .await;
+
+    let (mut server, url, _) = env.serve();
+    // Crash 2: between tool calls, while the model is streaming its next turn.
+    eventually("the model to be asked again", || async {
+        env.fake.requests().len() >= 3
+    })
+    .await;
+    kill9(&mut server);
+    let (mut server, url2, _) = env.serve();
+    let _ = url;
+    eventually("the task to finish", || async {
+        let t = api(
+            &url2,
+            &token,
+            reqwest::Method::GET,
+            &format!("/api/v1/tasks/{id}"),
+            None,
+        )
+        .await;
+        t["status"] == "succeeded"
+    })
+    .await;
+
+    let requests = env.fake.requests();
+    // After the first crash the model was told the command was interrupted.
+    let second = &requests[1]["messages"];
+    let result = second.as_array().unwrap().last().unwrap()["content"][0].clone();
+    assert_eq!(result["type"], "tool_result");
+    assert!(result["is_error"].as_bool().unwrap());
+    let text = result["content"].as_str().unwrap();
+    assert!(
+        text.contains("interrupted") && text.contains("started"),
+        "{text}"
+    );
+    // It was never run a second time.
+    let events = api(&url2, &token, reqwest::Method::GET, &events_path, None).await;
+    let all = events.to_string();
+    let output: String = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tool_output")
+        .map(|e| e["data"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(output.matches("started").count(), 1, "{output}");
+    assert!(
+        !output.contains("finished"),
+        "the interrupted command ran again: {output}"
+    );
+    assert!(output.contains("second"), "{output}");
+    // Events stayed gap-free across both crashes.
+    let seqs: Vec<u64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(all.contains("resuming after a coordinator restart"));
+    kill9(&mut server);
+}
+
+#[test]
+fn doctor_names_what_is_missing_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("DOCKHAND_DATA_DIR", dir.path())
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("✔ git"), "{stdout}");
+    assert!(stdout.contains("✔ sandbox (local)"), "{stdout}");
+    assert!(
+        stdout.contains("✘ model: ANTHROPIC_API_KEY is not set"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: export ANTHROPIC_API_KEY"), "{stdout}");
+}
