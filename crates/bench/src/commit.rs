@@ -86,9 +86,6 @@ pub fn raw_commit(events: usize, rate: u32) -> Result<Stats> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    if std::env::var("BENCH_NOCKPT").is_ok() {
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    }
     let task = TaskId::generate();
     let period = Duration::from_secs(1) / rate.max(1);
     let mut lat = Vec::with_capacity(events);

@@ -59,8 +59,8 @@ fn locked(data_dir: &Path) -> bool {
     let Ok(file) = std::fs::File::open(data_dir.join("coordinator.lock")) else {
         return false;
     };
-    let held = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
-    held
+
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
 }
 
 pub async fn connect(target: &Target) -> Result<Connection> {

@@ -71,10 +71,11 @@ pub async fn follow(conn: &Connection, id: &TaskId, after: u64, json: bool) -> R
                     }
                     last = e.seq;
                     renderer.event_raw(&e, &text);
-                    if let EventBody::Status(s) = &e.body {
-                        if caught_up && s.status.is_terminal() {
-                            return Ok(s.status);
-                        }
+                    if let EventBody::Status(s) = &e.body
+                        && caught_up
+                        && s.status.is_terminal()
+                    {
+                        return Ok(s.status);
                     }
                 }
                 WsMessage::Delta(d) => renderer.delta(&d),

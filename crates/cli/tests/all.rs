@@ -83,7 +83,8 @@ impl Env {
         c
     }
 
-    /// Starts `dockhand serve` and returns it with its URL.
+    /// Starts `dockhand serve` and returns it with its URL; the caller kills and reaps it.
+    #[allow(clippy::zombie_processes)]
     fn serve(&self) -> (Child, String, Vec<String>) {
         let mut child = self
             .cmd()
@@ -102,10 +103,10 @@ impl Env {
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         loop {
             let mut line = String::new();
-            assert!(
-                reader.read_line(&mut line).unwrap() > 0,
-                "serve exited early: {lines:?}"
-            );
+            if reader.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait().unwrap();
+                panic!("serve exited early ({status}): {lines:?}");
+            }
             if let Some(url) = line.trim().strip_prefix("Dockhand is listening on ") {
                 return (child, url.to_owned(), lines);
             }

@@ -74,16 +74,16 @@ struct HubInner {
 
 impl HubInner {
     fn remove(&self, task: &TaskId, id: u64) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            if let Some(t) = tasks.get_mut(task) {
-                let before = t.subs.len();
-                t.subs.retain(|s| s.id != id);
-                if t.subs.len() < before {
-                    self.subscribers.fetch_sub(1, Ordering::Relaxed);
-                }
-                if t.subs.is_empty() {
-                    tasks.remove(task);
-                }
+        if let Ok(mut tasks) = self.tasks.lock()
+            && let Some(t) = tasks.get_mut(task)
+        {
+            let before = t.subs.len();
+            t.subs.retain(|s| s.id != id);
+            if t.subs.len() < before {
+                self.subscribers.fetch_sub(1, Ordering::Relaxed);
+            }
+            if t.subs.is_empty() {
+                tasks.remove(task);
             }
         }
     }

@@ -166,13 +166,12 @@ impl Scheduler {
     /// Cancels a task: at once if queued, through its runner if running.
     pub async fn cancel(&self, id: &TaskId, message: String) -> Result<CancelOutcome, StoreError> {
         let outcome = self.inner.deps.store.cancel(id, message.clone()).await?;
-        if outcome == CancelOutcome::Requested {
-            if let Ok(running) = self.inner.running.lock() {
-                if let Some(r) = running.get(id) {
-                    let _ = r.reason.set(message);
-                    r.cancel.cancel();
-                }
-            }
+        if outcome == CancelOutcome::Requested
+            && let Ok(running) = self.inner.running.lock()
+            && let Some(r) = running.get(id)
+        {
+            let _ = r.reason.set(message);
+            r.cancel.cancel();
         }
         Ok(outcome)
     }

@@ -82,10 +82,10 @@ impl BashTool {
         let Some(command) = input.get("command").and_then(Value::as_str) else {
             return ToolOutcome::error("no command provided.");
         };
-        if self.session.is_none() {
-            if let Err(e) = self.start(sandbox).await {
-                return ToolOutcome::error(e);
-            }
+        if self.session.is_none()
+            && let Err(e) = self.start(sandbox).await
+        {
+            return ToolOutcome::error(e);
         }
         let (ended, capture) = self.run(command, out).await;
         out.finish();

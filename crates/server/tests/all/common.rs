@@ -162,10 +162,11 @@ impl Harness {
                     match next_msg(&mut ws).await {
                         Some(WsMessage::Event(e)) => {
                             last = e.seq;
-                            if let EventBody::Status(s) = &e.body {
-                                if caught_up && s.status.is_terminal() {
-                                    return;
-                                }
+                            if let EventBody::Status(s) = &e.body
+                                && caught_up
+                                && s.status.is_terminal()
+                            {
+                                return;
                             }
                         }
                         Some(WsMessage::Control(c)) if c.control == ControlKind::CaughtUp => {
