@@ -2,11 +2,11 @@
 //!
 //! Both sides start from a copy of the same database file, whose events table
 //! was filled to `prefill` rows first (a direct rusqlite bulk insert into the
-//! schema the store creates). They then insert the same rows in the same order
-//! of magnitude of concurrency: Dockhand through `Store::append` from N tokio
-//! tasks and `Store::flush`; the baseline on one connection with a prepared
-//! statement, 1,000 rows per transaction, rows interleaved across N task ids
-//! and seqs counted in memory.
+//! schema the store creates), and insert the same rows: Dockhand through
+//! `Store::append` from N tokio tasks (each yielding after every event, so the
+//! tasks interleave), timed until `Store::flush` returns; the baseline on one
+//! connection with a prepared statement, 1,000 rows per transaction, rows
+//! going round-robin across N task ids with seqs counted in memory.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Publish-to-receive latency of durable events over WebSocket, beside a plain
-//! tokio-tungstenite broadcast server.
+//! tokio-tungstenite server.
 //!
 //! Dockhand side: a real coordinator in this process. Its task is created in
 //! the store before the coordinator starts, and moved from `queued` to

@@ -5,8 +5,8 @@
 //! Run it in release mode:
 //!
 //! ```text
-//! cargo run --release -p dockhand-bench                 # everything (about 2–3 minutes)
-//! cargo run --release -p dockhand-bench -- --quick      # a smaller run
+//! cargo run --release -p dockhand-bench                 # everything (under 2 minutes on 2 cores)
+//! cargo run --release -p dockhand-bench -- --quick      # a smaller run (under 1 minute)
 //! cargo run --release -p dockhand-bench -- --only latency,memory
 //! cargo run --release -p dockhand-bench -- --dockhand target/release/dockhand
 //! ```
@@ -18,10 +18,14 @@
 //!   transaction, same schema and pragmas).
 //! - `latency`: publish-to-receive latency (p50, p99) of durable events with 100
 //!   and 1,000 WebSocket subscribers at 100 events/s, from an in-process
-//!   coordinator, beside a plain tokio-tungstenite broadcast server.
+//!   coordinator, beside a plain tokio-tungstenite server fanning out the same
+//!   bytes; plus two diagnostics in the notes (the store's append→publish time
+//!   alone, and a plain rusqlite one-row commit at the same rate).
 //! - `memory`: server RSS per idle WebSocket subscriber, measured on a separate
 //!   `dockhand serve` process (built with `cargo build --release -p dockhand-cli`
-//!   when missing).
+//!   or brought up to date), beside no baseline.
+//!
+//! Progress goes to stderr; the report (machine, table, notes) to stdout.
 
 #![allow(clippy::print_stdout)]
 
@@ -35,7 +39,6 @@ use std::process::Command;
 
 use anyhow::Context;
 use anyhow::Result;
-use anyhow::bail;
 
 /// One line of the results table.
 #[derive(Debug)]
@@ -132,9 +135,11 @@ const USAGE: &str =
   --eventlog, --latency, --memory
                    the same, one flag per section (may be combined)
   --dockhand PATH  the dockhand binary for the memory section
-                   (default: target/release/dockhand, built when missing)";
+                   (default: target/release/dockhand, built or brought
+                   up to date with cargo build --release -p dockhand-cli)";
 
-fn parse_args() -> Result<Option<Args>> {
+/// The arguments; `Ok(None)` after `--help`, `Err` with a message for bad usage.
+fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         quick: false,
         eventlog: false,
@@ -145,12 +150,12 @@ fn parse_args() -> Result<Option<Args>> {
     let mut any = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut select = |name: &str| -> Result<()> {
+        let mut select = |name: &str| -> Result<(), String> {
             match name.trim() {
                 "eventlog" => args.eventlog = true,
                 "latency" => args.latency = true,
                 "memory" => args.memory = true,
-                other => bail!("unknown section {other:?}\n{USAGE}"),
+                other => return Err(format!("unknown section {other:?}")),
             }
             any = true;
             Ok(())
@@ -159,19 +164,19 @@ fn parse_args() -> Result<Option<Args>> {
             "--quick" => args.quick = true,
             "--eventlog" | "--latency" | "--memory" => select(&arg[2..])?,
             "--only" => {
-                let list = it.next().context("--only needs a list")?;
+                let list = it.next().ok_or("--only needs a list")?;
                 for name in list.split(',') {
                     select(name)?;
                 }
             }
             "--dockhand" => {
-                args.dockhand = Some(it.next().context("--dockhand needs a path")?.into());
+                args.dockhand = Some(it.next().ok_or("--dockhand needs a path")?.into());
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if !any {
@@ -262,8 +267,13 @@ fn raise_nofile(want: u64) -> Result<u64> {
 }
 
 fn main() -> Result<()> {
-    let Some(args) = parse_args()? else {
-        return Ok(());
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return Ok(()),
+        Err(msg) => {
+            eprintln_progress(&format!("{msg}\n{USAGE}"));
+            std::process::exit(2);
+        }
     };
     let started = std::time::Instant::now();
     let nofile = raise_nofile(8192)?;

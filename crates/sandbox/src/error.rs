@@ -71,6 +71,18 @@ pub enum SandboxError {
         source: io::Error,
     },
 
+    /// The sandbox can no longer start processes (for example a fork bomb filled its
+    /// process limit). The caller may [`Sandbox::replace`](crate::Sandbox::replace) it.
+    #[error("the sandbox cannot start processes: {reason}")]
+    Broken {
+        /// What the backend saw.
+        reason: String,
+    },
+
+    /// The backend does not do this (for example replacing a local sandbox).
+    #[error("{0} is not supported by this sandbox backend")]
+    Unsupported(String),
+
     /// A helper command inside the sandbox failed; `message` is its stderr.
     #[error("{what}: {message}")]
     Failed {

@@ -37,6 +37,8 @@ pub struct SandboxSpec {
     pub network: bool,
     /// Extra non-secret environment variables for every command.
     pub env: Vec<(String, String)>,
+    /// The image to run, for backends that use one; the configured default when `None`.
+    pub image: Option<String>,
 }
 
 /// Identifies a sandbox to operators: `{backend, id}`.
@@ -112,6 +114,16 @@ pub struct ExecOutput {
     pub killed_reason: Option<String>,
 }
 
+/// Counters of resource-limit hits in a sandbox. Compared before and after a
+/// command, they tell whether the command ran into a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitMarks {
+    /// Processes killed by the out-of-memory killer.
+    pub oom_kills: u64,
+    /// Times a fork failed at the process limit.
+    pub pid_limit_hits: u64,
+}
+
 /// Receives output as it is produced.
 pub type OutputSink<'a> = &'a mut (dyn FnMut(OutputStream, &[u8]) + Send);
 
@@ -153,6 +165,25 @@ pub trait Sandbox: Send + Sync {
 
     /// Releases the sandbox. The workspace on the host is kept.
     async fn destroy(&self) -> Result<()>;
+
+    /// Current limit-hit counters; zeros when the backend has no limits to report.
+    async fn limit_marks(&self) -> LimitMarks {
+        LimitMarks::default()
+    }
+
+    /// Words for the model about limits hit between `before` and `after`, e.g.
+    /// "command killed: out of memory (limit 2 GiB)"; `None` when none were hit.
+    fn explain_limits(&self, before: LimitMarks, after: LimitMarks) -> Option<String> {
+        let _ = (before, after);
+        None
+    }
+
+    /// Replaces a [`SandboxError::Broken`] sandbox with a fresh one on the same
+    /// workspace (processes and everything outside `/workspace` are lost). Afterwards
+    /// [`info`](Sandbox::info) names the new one.
+    async fn replace(&self) -> Result<()> {
+        Err(SandboxError::Unsupported("replacing a sandbox".into()))
+    }
 
     /// Reads a regular file inside the sandbox, refusing more than `max` bytes.
     async fn read_file(&self, path: &str, max: usize) -> Result<Vec<u8>> {

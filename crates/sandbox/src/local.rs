@@ -153,6 +153,7 @@ impl LocalProvider {
             workspace,
             network: false,
             env: Vec::new(),
+            image: None,
         })?;
         let mut req = ExecRequest::new(["true"]);
         req.timeout = Duration::from_secs(30);

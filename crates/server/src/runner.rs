@@ -182,6 +182,7 @@ async fn drive(
         workspace: ws.clone(),
         network: cfg.sandbox.network,
         env: Vec::new(),
+        image: None,
     };
     let provider = &deps.sandboxes;
     let attached = match &task.sandbox {

@@ -24,6 +24,7 @@ fn spec(network: bool) -> SandboxSpec {
         workspace: PathBuf::from("/data/workspaces/t1"),
         network,
         env: vec![("CI".to_owned(), "1".to_owned())],
+        image: None,
     }
 }
 

@@ -62,6 +62,7 @@ impl Host {
             workspace: self.workspace(task),
             network,
             env: vec![("SPEC_VAR".to_owned(), "from-spec".to_owned())],
+            image: None,
         }
     }
 
