@@ -4,6 +4,9 @@ pub enum ForgeError {
     /// The repository argument is not one Dockhand accepts.
     #[error("{0}")]
     InvalidRepo(String),
+    /// `.dockhand/environment.toml` is not valid.
+    #[error(".dockhand/environment.toml: {0}")]
+    InvalidEnvironment(String),
     /// A git command failed; `stderr` is git's own explanation.
     #[error("{what}: {stderr}")]
     Git {

@@ -5,11 +5,14 @@
 //! The host runs git only in directories it owns or the user's own source
 //! repository, never in a workspace the agent has touched.
 
+mod environment;
 mod error;
 mod git;
 mod repo;
 mod safe_read;
 
+pub use environment::ENVIRONMENT_FILE;
+pub use environment::Environment;
 pub use error::ForgeError;
 pub use git::CloneInfo;
 pub use git::bundle_heads;

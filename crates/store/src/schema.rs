@@ -98,6 +98,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX events_by_task ON events(task_id, seq);
     "#,
+    // 2: workspaces and environments (issue: Docker sandboxes).
+    r#"
+    ALTER TABLE tasks ADD COLUMN workspace TEXT;
+    ALTER TABLE tasks ADD COLUMN environment TEXT;
+    ALTER TABLE tasks ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN workspace_dirty INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN published_at INTEGER;
+    ALTER TABLE tasks ADD COLUMN workspace_removed_at INTEGER;
+    CREATE TABLE env_images (
+        image TEXT PRIMARY KEY,
+        last_used INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -88,6 +88,18 @@ pub struct TaskRow {
     pub base_ref: Option<String>,
     /// The commit the task branch started at, once cloned.
     pub base_commit: Option<String>,
+    /// The host directory of the workspace, once chosen.
+    pub workspace: Option<String>,
+    /// The repository's environment (JSON), read from the fresh clone.
+    pub environment: Option<String>,
+    /// Whether the repository's `prepare` commands have run.
+    pub prepared: bool,
+    /// Whether the agent may have changed the workspace since the last publish.
+    pub workspace_dirty: bool,
+    /// When the work was last handed back, ms.
+    pub published_at: Option<i64>,
+    /// When `dockhand gc` removed the workspace, ms.
+    pub workspace_removed_at: Option<i64>,
 }
 
 impl TaskRow {
@@ -118,7 +130,8 @@ impl TaskRow {
 const COLUMNS: &str = "id, user_id, repo, prompt, title, base_branch, branch, model, status, error, \
      created_at, updated_at, finished_at, cancel_requested, sandbox_backend, sandbox_id, \
      input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, turns, pr_url, pr_number, \
-     (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id), base_ref, base_commit";
+     (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id), base_ref, base_commit, \
+     workspace, environment, prepared, workspace_dirty, published_at, workspace_removed_at";
 
 fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(8)?;
@@ -158,6 +171,12 @@ fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         last_seq: r.get::<_, i64>(23)? as u64,
         base_ref: r.get(24)?,
         base_commit: r.get(25)?,
+        workspace: r.get(26)?,
+        environment: r.get(27)?,
+        prepared: r.get::<_, i64>(28)? != 0,
+        workspace_dirty: r.get::<_, i64>(29)? != 0,
+        published_at: r.get(30)?,
+        workspace_removed_at: r.get(31)?,
     })
 }
 
@@ -219,7 +238,8 @@ pub(crate) fn transition(
            error = CASE WHEN ?2 IN ('failed', 'cancelled') THEN ?4 WHEN ?2 = 'succeeded' THEN NULL ELSE error END, \
            finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN ?3 ELSE finished_at END, \
            queue_pos = COALESCE(?5, queue_pos), \
-           cancel_requested = CASE WHEN ?2 IN ('queued', 'succeeded', 'failed', 'cancelled') THEN 0 ELSE cancel_requested END \
+           cancel_requested = CASE WHEN ?2 IN ('queued', 'succeeded', 'failed', 'cancelled') THEN 0 ELSE cancel_requested END, \
+           workspace_dirty = CASE WHEN ?2 = 'running' THEN 1 ELSE workspace_dirty END \
          WHERE id = ?1",
         params![id.as_str(), to.as_str(), now, error, queue_pos],
     )?;
@@ -507,6 +527,96 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Records the workspace directory and the repository's environment (JSON).
+    pub async fn set_workspace(
+        &self,
+        id: &TaskId,
+        workspace: String,
+        environment: String,
+    ) -> Result<()> {
+        let id = id.clone();
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE tasks SET workspace = ?2, environment = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id.as_str(), workspace, environment, ctx.now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that `prepare` ran.
+    pub async fn set_prepared(&self, id: &TaskId) -> Result<()> {
+        let id = id.clone();
+        self.transact(move |ctx| {
+            ctx.conn()
+                .execute("UPDATE tasks SET prepared = 1 WHERE id = ?1", [id.as_str()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that the work was handed back: the workspace holds nothing unpublished.
+    pub async fn set_published(&self, id: &TaskId) -> Result<()> {
+        let id = id.clone();
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE tasks SET published_at = ?2, workspace_dirty = 0 WHERE id = ?1",
+                params![id.as_str(), ctx.now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that a workspace was removed.
+    pub async fn set_workspace_removed(&self, id: &TaskId) -> Result<()> {
+        let id = id.clone();
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE tasks SET workspace_removed_at = ?2 WHERE id = ?1",
+                params![id.as_str(), ctx.now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Finished tasks whose workspace is still on disk, oldest first.
+    pub fn finished_with_workspace(&self) -> Result<Vec<TaskRow>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled') \
+                 AND workspace IS NOT NULL AND workspace_removed_at IS NULL ORDER BY finished_at"
+            ))?;
+            let rows = stmt.query_map([], row_to_task)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Records that an environment image was used now.
+    pub async fn touch_env_image(&self, image: &str) -> Result<()> {
+        let image = image.to_owned();
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "INSERT INTO env_images (image, last_used) VALUES (?1, ?2) \
+                 ON CONFLICT (image) DO UPDATE SET last_used = excluded.last_used",
+                params![image, ctx.now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// When each environment image was last used, ms.
+    pub fn env_image_uses(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT image, last_used FROM env_images")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 
     /// Records the sandbox serving a task.

@@ -1,0 +1,207 @@
+//! `.dockhand/environment.toml`: how a repository wants its sandbox set up.
+//! Read by the host from the fresh clone, beneath the workspace, without
+//! following symlinks, size bounded (DESIGN.md, trust boundary).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::ForgeError;
+use crate::Result;
+use crate::safe_read::read_beneath;
+
+/// Where the file lives in a repository.
+pub const ENVIRONMENT_FILE: &str = ".dockhand/environment.toml";
+/// Largest file accepted.
+const MAX_BYTES: u64 = 64 * 1024;
+
+/// Commands given as one script or as a list of lines.
+fn script(field: &str, value: Option<toml::Value>) -> Result<Option<String>> {
+    let text = match value {
+        None => return Ok(None),
+        Some(toml::Value::String(s)) => s,
+        Some(toml::Value::Array(lines)) => lines
+            .into_iter()
+            .map(|l| match l {
+                toml::Value::String(s) => Ok(s),
+                _ => Err(invalid(format!(
+                    "{field} must be a string or a list of strings"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?
+            .join("\n"),
+        Some(_) => {
+            return Err(invalid(format!(
+                "{field} must be a string or a list of strings"
+            )));
+        }
+    };
+    Ok(Some(text).filter(|s| !s.trim().is_empty()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    image: Option<String>,
+    setup: Option<toml::Value>,
+    prepare: Option<toml::Value>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    network: Option<String>,
+}
+
+/// A repository's environment, validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Image to run instead of the default.
+    pub image: Option<String>,
+    /// System-level commands, run once as root and cached as an image.
+    pub setup: Option<String>,
+    /// Per-task commands, run as the agent user after the clone.
+    pub prepare: Option<String>,
+    /// Non-secret environment variables.
+    pub env: BTreeMap<String, String>,
+    /// `Some(false)` when the repository asks for no network.
+    pub network: Option<bool>,
+}
+
+fn invalid(msg: String) -> ForgeError {
+    ForgeError::InvalidEnvironment(msg)
+}
+
+impl Environment {
+    /// Parses and validates the file's text.
+    pub fn parse(text: &str) -> Result<Environment> {
+        let raw: RawEnvironment =
+            toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
+        if let Some(image) = &raw.image {
+            let ok = !image.is_empty()
+                && image.len() <= 255
+                && !image.starts_with('-')
+                && image
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+            if !ok {
+                return Err(invalid(format!(
+                    "image {image:?} is not an image reference"
+                )));
+            }
+        }
+        for (name, value) in &raw.env {
+            let ok = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(invalid(format!("env: {name:?} is not a variable name")));
+            }
+            if value.contains('\0') {
+                return Err(invalid(format!("env: {name} contains a NUL byte")));
+            }
+        }
+        let network = match raw.network.as_deref() {
+            None => None,
+            Some("none") => Some(false),
+            Some("bridge") => Some(true),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "network must be \"bridge\" or \"none\", not {other:?}"
+                )));
+            }
+        };
+        Ok(Environment {
+            image: raw.image,
+            setup: script("setup", raw.setup)?,
+            prepare: script("prepare", raw.prepare)?,
+            env: raw.env,
+            network,
+        })
+    }
+
+    /// Reads the file from a fresh workspace; the default when the repository has none.
+    pub fn read(workspace: &Path) -> Result<Environment> {
+        match read_beneath(workspace, ENVIRONMENT_FILE, MAX_BYTES) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| invalid("the file is not UTF-8".into()))?;
+                Environment::parse(&text)
+            }
+            Err(ForgeError::Unsafe { reason, .. }) if reason == "no such file" => {
+                Ok(Environment::default())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_keys() {
+        let env = Environment::parse(
+            "image = \"rust:1.80\"\nsetup = [\"apt-get update\", \"apt-get install -y jq\"]\nprepare = \"cargo fetch\"\nnetwork = \"none\"\n[env]\nRUST_LOG = \"debug\"\n",
+        )
+        .unwrap();
+        assert_eq!(env.image.as_deref(), Some("rust:1.80"));
+        assert_eq!(
+            env.setup.as_deref(),
+            Some("apt-get update\napt-get install -y jq")
+        );
+        assert_eq!(env.prepare.as_deref(), Some("cargo fetch"));
+        assert_eq!(env.network, Some(false));
+        assert_eq!(env.env["RUST_LOG"], "debug");
+        assert_eq!(Environment::parse("").unwrap(), Environment::default());
+    }
+
+    #[test]
+    fn rejects_bad_files_with_a_reason() {
+        for (text, needle) in [
+            ("imgae = \"x\"", "imgae"),
+            ("network = \"host\"", "network"),
+            ("image = \"--privileged\"", "image"),
+            ("[env]\n\"A B\" = \"x\"", "A B"),
+            ("setup = 5", "setup"),
+            ("not toml", ""),
+        ] {
+            let err = Environment::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains("environment.toml"),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_beneath_the_workspace_and_refuses_symlinks() {
+        let ws = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Environment::read(ws.path()).unwrap(),
+            Environment::default()
+        );
+        std::fs::create_dir(ws.path().join(".dockhand")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("e.toml"), "image = \"x\"").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("e.toml"),
+            ws.path().join(ENVIRONMENT_FILE),
+        )
+        .unwrap();
+        assert!(
+            Environment::read(ws.path())
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
+        std::fs::remove_file(ws.path().join(ENVIRONMENT_FILE)).unwrap();
+        std::fs::write(ws.path().join(ENVIRONMENT_FILE), "x".repeat(70_000)).unwrap();
+        assert!(
+            Environment::read(ws.path())
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+    }
+}
