@@ -12,6 +12,7 @@ mod schema;
 mod tasks;
 mod time;
 mod users;
+mod workspaces;
 mod writer;
 
 use std::path::Path;
