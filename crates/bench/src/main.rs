@@ -287,20 +287,37 @@ fn main() -> Result<()> {
     println!("- open file limit: {nofile}\n");
 
     let mut report = Report::default();
-    if args.eventlog {
-        eprintln_progress("eventlog: durable events/s through the event log");
-        report.extend(eventlog::run(&eventlog::Opts::new(args.quick)));
-    }
-    if args.latency {
-        eprintln_progress("latency: publish-to-receive latency over WebSocket");
-        report.extend(latency::run(&latency::Opts::new(args.quick)));
-    }
-    if args.memory {
-        eprintln_progress("memory: server RSS per idle WebSocket subscriber");
-        report.extend(memory::run(&memory::Opts::new(
-            args.quick,
-            args.dockhand.clone(),
-        )));
+    let sections: [(bool, &str, &str); 3] = [
+        (
+            args.eventlog,
+            "eventlog",
+            "durable events/s through the event log",
+        ),
+        (
+            args.latency,
+            "latency",
+            "publish-to-receive latency over WebSocket",
+        ),
+        (
+            args.memory,
+            "memory",
+            "server RSS per idle WebSocket subscriber",
+        ),
+    ];
+    for (wanted, name, what) in sections {
+        if !wanted {
+            continue;
+        }
+        eprintln_progress(&format!("{name}: {what}"));
+        let watch = CpuWatch::start();
+        report.extend(match name {
+            "eventlog" => eventlog::run(&eventlog::Opts::new(args.quick)),
+            "latency" => latency::run(&latency::Opts::new(args.quick)),
+            _ => memory::run(&memory::Opts::new(args.quick, args.dockhand.clone())),
+        });
+        if let Some(note) = watch.note(name) {
+            report.notes.push(note);
+        }
     }
 
     print_table(&report.rows);
@@ -312,6 +329,73 @@ fn main() -> Result<()> {
     }
     println!("\nTotal time: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Watches for other work on the machine during a section: CPU time used by
+/// processes other than this one (and the children it waited for), and iowait.
+struct CpuWatch {
+    at: std::time::Instant,
+    machine: Option<(u64, u64)>,
+    own: Option<u64>,
+}
+
+/// Linux reports these in USER_HZ, which is 100.
+const TICKS_PER_SEC: f64 = 100.0;
+
+impl CpuWatch {
+    fn start() -> CpuWatch {
+        CpuWatch {
+            at: std::time::Instant::now(),
+            machine: machine_ticks(),
+            own: own_ticks(),
+        }
+    }
+
+    fn note(&self, section: &str) -> Option<String> {
+        let (busy0, wait0) = self.machine?;
+        let (busy1, wait1) = machine_ticks()?;
+        let own = own_ticks()?.saturating_sub(self.own?);
+        let others = busy1.saturating_sub(busy0).saturating_sub(own) as f64 / TICKS_PER_SEC;
+        let iowait = wait1.saturating_sub(wait0) as f64 / TICKS_PER_SEC;
+        let wall = self.at.elapsed().as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let share = others / (wall * cores).max(0.001);
+        let verdict = if share > 0.05 {
+            ": the machine was NOT quiet, so these figures may be disturbed; run again"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{section}: other processes used {others:.1} CPU-s in {wall:.0} s ({:.0}% of the machine), iowait {iowait:.1} s{verdict}",
+            share * 100.0
+        ))
+    }
+}
+
+/// Busy and iowait ticks of the whole machine, from /proc/stat.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?;
+    Some((busy, *v.get(4)?))
+}
+
+/// CPU ticks of this process and its reaped children, from /proc/self/stat.
+fn own_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let v: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 4).then(|| v.iter().sum())
 }
 
 /// Progress goes to stderr so that stdout is only the report.

@@ -5,6 +5,7 @@ mod client;
 mod connect;
 mod doctor;
 mod follow;
+mod image;
 mod render;
 
 use std::path::PathBuf;
@@ -103,6 +104,21 @@ enum Command {
     },
     /// Check this machine and the configuration, and say how to fix what is missing.
     Doctor,
+    /// Manage the sandbox image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the default sandbox image from Debian packages (does nothing when it is current).
+    Build {
+        /// Rebuild even when the image exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -142,6 +158,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => serve(listen).await,
         Command::Doctor => doctor::run().await,
+        Command::Image {
+            command: ImageCommand::Build { force },
+        } => image::build(force).await,
         Command::Run {
             repo,
             base,

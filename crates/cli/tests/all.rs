@@ -58,13 +58,19 @@ fn make_repo(path: &Path) {
 struct Env {
     dir: tempfile::TempDir,
     fake: FakeAnthropic,
+    backend: String,
 }
 
 impl Env {
     async fn new(scenario: Scenario) -> Env {
+        Self::with_backend(scenario, "local").await
+    }
+
+    async fn with_backend(scenario: Scenario, backend: &str) -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
             fake: FakeAnthropic::start(scenario).await,
+            backend: backend.to_owned(),
         }
     }
 
@@ -79,7 +85,8 @@ impl Env {
             .env("HOME", self.dir.path())
             .env("DOCKHAND_DATA_DIR", self.data())
             .env("ANTHROPIC_API_KEY", "test-key")
-            .env("ANTHROPIC_BASE_URL", self.fake.base_url());
+            .env("ANTHROPIC_BASE_URL", self.fake.base_url())
+            .env("DOCKHAND_SANDBOX", &self.backend);
         c
     }
 

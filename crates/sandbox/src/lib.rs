@@ -5,6 +5,7 @@
 //! [`Sandbox::exec`] or a [`ShellProcess`]: the coordinator never opens workspace
 //! paths itself (DESIGN.md, "Workspaces and the trust boundary").
 
+pub mod docker;
 mod error;
 mod files;
 pub mod local;

@@ -44,6 +44,8 @@ pub enum ConfigError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// One Docker container per task.
+    Docker,
     /// bubblewrap on the coordinator's machine.
     Local,
 }
@@ -85,6 +87,8 @@ pub struct Config {
     pub git: GitConfig,
     /// GitHub settings (sign-in and `owner/name` repositories).
     pub github: GithubConfig,
+    /// What `dockhand gc` keeps.
+    pub retention: RetentionConfig,
     /// The data directory (not a config key: `DOCKHAND_DATA_DIR` or the default).
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -94,10 +98,45 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Backend.
-    pub backend: Backend,
+    /// Backend; `None` picks docker when an engine answers, else local.
+    pub backend: Option<Backend>,
     /// Whether commands may use the network.
     pub network: bool,
+    /// Default image (docker); empty means Dockhand's own image.
+    pub image: String,
+    /// Memory limit per container, MiB.
+    pub memory_mb: u64,
+    /// CPUs per container.
+    pub cpus: f64,
+    /// Process limit per container.
+    pub pids: i64,
+    /// OCI runtime (for example `runsc` for gVisor); the engine's default when empty.
+    pub runtime: String,
+    /// Pre-created containers kept ready for the default image.
+    pub pool_size: usize,
+    /// How long a finished task's container is kept for a follow-up, seconds.
+    pub idle_secs: u64,
+    /// Longest a repository's `setup` or `prepare` may run, seconds.
+    pub setup_timeout_secs: u64,
+}
+
+/// `[retention]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a finished task's workspace is kept (never removed while it holds unpublished work).
+    pub workspace_days: u64,
+    /// Days an unused environment image is kept.
+    pub env_image_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            workspace_days: 14,
+            env_image_days: 30,
+        }
+    }
 }
 
 /// `[scheduler]`.
@@ -203,6 +242,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             git: GitConfig::default(),
             github: GithubConfig::default(),
+            retention: RetentionConfig::default(),
             data_dir: PathBuf::new(),
         }
     }
@@ -211,8 +251,16 @@ impl Default for Config {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            backend: Backend::Local,
+            backend: None,
             network: true,
+            image: String::new(),
+            memory_mb: 2048,
+            cpus: 2.0,
+            pids: 512,
+            runtime: String::new(),
+            pool_size: 2,
+            idle_secs: 600,
+            setup_timeout_secs: 1800,
         }
     }
 }
@@ -332,17 +380,16 @@ impl Config {
             self.public_url = v;
         }
         if let Some(v) = get("DOCKHAND_SANDBOX") {
-            self.sandbox.backend = match v.as_str() {
+            self.sandbox.backend = Some(match v.as_str() {
+                "docker" => Backend::Docker,
                 "local" => Backend::Local,
                 other => {
                     return Err(ConfigError::Env {
                         name: "DOCKHAND_SANDBOX",
-                        message: format!(
-                            "unknown sandbox backend {other:?}; this build supports: local"
-                        ),
+                        message: format!("unknown sandbox backend {other:?}; use docker or local"),
                     });
                 }
-            };
+            });
         }
         if let Some(v) = get("DOCKHAND_ALLOW_LOCAL_REPOS") {
             self.allow_local_repos = parse_bool("DOCKHAND_ALLOW_LOCAL_REPOS", &v)?;
@@ -375,6 +422,11 @@ impl Config {
         };
         if self.scheduler.max_concurrent == 0 {
             return Err(bad("scheduler.max_concurrent must be at least 1"));
+        }
+        if self.sandbox.memory_mb < 64 || self.sandbox.cpus <= 0.0 || self.sandbox.pids < 16 {
+            return Err(bad(
+                "sandbox.memory_mb must be at least 64, sandbox.cpus above 0 and sandbox.pids at least 16",
+            ));
         }
         if self.model.name.trim().is_empty() {
             return Err(bad("model.name must not be empty"));

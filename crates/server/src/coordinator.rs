@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use dockhand_model::anthropic::AnthropicClient;
 use dockhand_model::anthropic::AnthropicConfig;
-use dockhand_sandbox::local::LocalConfig;
-use dockhand_sandbox::local::LocalProvider;
+use dockhand_sandbox::SandboxProvider;
+use dockhand_sandbox::docker::DockerProvider;
 use dockhand_store::Store;
 use dockhand_store::StoreOptions;
 use dockhand_store::Synchronous;
@@ -24,6 +24,7 @@ use crate::auth::ADMIN_TOKEN_FILE;
 use crate::config::Config;
 use crate::config::SyncMode;
 use crate::hub::Hub;
+use crate::pool::Pool;
 use crate::runner::RunnerDeps;
 use crate::scheduler::Scheduler;
 
@@ -86,6 +87,27 @@ fn make_dir(path: &Path) -> Result<(), StartError> {
         })
 }
 
+/// The id that labels this coordinator's containers, kept in the data dir.
+fn coordinator_id(dir: &Path) -> Result<String, StartError> {
+    let path = dir.join("coordinator-id");
+    let io = |e| StartError::DataDir {
+        path: path.display().to_string(),
+        source: e,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let id = format!(
+        "c{}",
+        &crate::auth::generate_token()[3..15].to_ascii_lowercase()
+    );
+    std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+    Ok(id)
+}
+
 fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
     let path = dir.join("coordinator.lock");
     let file = File::create(&path).map_err(|e| StartError::DataDir {
@@ -124,16 +146,28 @@ impl Coordinator {
         model_cfg.base_url = config.model.base_url.clone();
         let model =
             AnthropicClient::new(model_cfg).map_err(|e| StartError::Model(e.to_string()))?;
-        let sandboxes = LocalProvider::new(LocalConfig::new(data_dir.join("sandbox")))?;
+        let coordinator_id = coordinator_id(&data_dir)?;
+        let (sandboxes, docker): (Arc<dyn SandboxProvider>, Option<Arc<DockerProvider>>) =
+            match crate::sandboxes::connect(&config, &coordinator_id).await? {
+                crate::sandboxes::Chosen::Docker(d) => (d.clone(), Some(d)),
+                crate::sandboxes::Chosen::Local(l) => (l, None),
+            };
+        let pool = match (&docker, config.sandbox.pool_size) {
+            (Some(d), n) if n > 0 => Some(Pool::new(d.clone(), n, data_dir.join("workspaces"))),
+            _ => None,
+        };
 
         let config = Arc::new(config);
         let deps = Arc::new(RunnerDeps {
             store: store.clone(),
             hub: hub.clone(),
             model: Arc::new(model),
-            sandboxes: Arc::new(sandboxes),
+            sandboxes,
+            docker,
+            pool: pool.clone(),
             config: config.clone(),
         });
+        crate::janitor::remove_orphans(&deps).await;
         let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
         let state = AppState {
             store,
@@ -171,6 +205,10 @@ impl Coordinator {
             tracing::warn!(error = %e, "writing {}", url_file.display());
         }
         scheduler.start().await?;
+        if let Some(pool) = pool {
+            tokio::spawn(async move { pool.fill().await });
+        }
+        crate::janitor::spawn_reaper(scheduler.deps(), shutdown.clone());
         tracing::info!(%addr, data_dir = %data_dir.display(), "coordinator started");
         Ok(Coordinator {
             addr,

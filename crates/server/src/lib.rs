@@ -5,9 +5,13 @@ pub mod auth;
 pub mod config;
 mod coordinator;
 pub mod hub;
+pub mod janitor;
 mod metrics;
+mod pool;
+mod provision;
 mod publish;
 mod runner;
+pub mod sandboxes;
 pub mod scheduler;
 
 use std::sync::Arc;

@@ -176,7 +176,11 @@ async fn fetch_back(
     repo: &Path,
     head: &str,
 ) -> Result<(), PublishError> {
-    let ws = deps.workspace(&task.id);
+    let ws = task
+        .workspace
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| deps.workspace(&task.id));
     let dir = deps.config.data_dir.join("bundles");
     std::fs::create_dir_all(&dir).map_err(|e| dockhand_forge::ForgeError::Io {
         what: format!("creating {}", dir.display()),

@@ -1,10 +1,9 @@
-//! One async task per running task: provision (clone, sandbox) → agent → publish.
+//! One async task per running task: provision → agent → publish.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
-use std::time::Instant;
 
 use dockhand_agent::AgentCtx;
 use dockhand_agent::AgentError;
@@ -18,7 +17,7 @@ use dockhand_protocol::TaskStatus;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxError;
 use dockhand_sandbox::SandboxProvider;
-use dockhand_sandbox::SandboxSpec;
+use dockhand_sandbox::docker::DockerProvider;
 use dockhand_store::Store;
 use dockhand_store::StoreError;
 use dockhand_store::TaskRow;
@@ -27,6 +26,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::pool::Pool;
 use crate::publish::PublishError;
 
 /// What every runner shares.
@@ -39,12 +39,16 @@ pub struct RunnerDeps {
     pub model: Arc<dyn Model>,
     /// Sandboxes.
     pub sandboxes: Arc<dyn SandboxProvider>,
+    /// The docker provider, when that is the backend (pool, environment cache).
+    pub docker: Option<Arc<DockerProvider>>,
+    /// The warm pool, when there is one.
+    pub pool: Option<Pool>,
     /// Configuration.
     pub config: Arc<Config>,
 }
 
 impl RunnerDeps {
-    /// The host directory of a task's workspace.
+    /// The host directory for a new task's workspace.
     pub fn workspace(&self, id: &TaskId) -> PathBuf {
         self.config.data_dir.join("workspaces").join(id.as_str())
     }
@@ -52,14 +56,20 @@ impl RunnerDeps {
 
 /// Why a run did not succeed. The Display text is the task's error.
 #[derive(Debug, thiserror::Error)]
-enum RunError {
-    #[error("{0}")]
-    Cancelled(String),
+pub(crate) enum RunError {
+    #[error("cancelled")]
+    Cancelled,
     #[error("repository: {0}")]
     Repo(ForgeError),
     #[error("{0}")]
     Clone(ForgeError),
-    #[error("starting the sandbox: {0}")]
+    #[error("{0}")]
+    Environment(ForgeError),
+    #[error("setup failed: {0}")]
+    Setup(String),
+    #[error("prepare failed: {0}")]
+    Prepare(String),
+    #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
     #[error("{0}")]
     Agent(AgentError),
@@ -83,6 +93,23 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
     format!("{}…", &text[..cut])
 }
 
+pub(crate) fn phase(
+    store: &Store,
+    id: &TaskId,
+    phase: &str,
+    took: Duration,
+    detail: Option<String>,
+) {
+    let body = EventBody::Phase(PhaseEvent {
+        phase: phase.into(),
+        duration_ms: took.as_millis() as u64,
+        detail,
+    });
+    if let Err(e) = store.append(id, body) {
+        tracing::warn!(task = %id, error = %e, "dropping phase event");
+    }
+}
+
 /// Runs a claimed task to its end and records how it ended.
 pub async fn run_task(
     deps: Arc<RunnerDeps>,
@@ -91,12 +118,15 @@ pub async fn run_task(
     reason: Arc<OnceLock<String>>,
 ) {
     let id = task.id.clone();
-    let outcome = drive(&deps, task, &cancel, &reason)
+    let outcome = drive(&deps, task, &cancel)
         .instrument(tracing::info_span!("task", task = %id))
         .await;
     let (status, message) = match outcome {
         Ok(note) => (TaskStatus::Succeeded, Some(note)),
-        Err(RunError::Cancelled(m)) => (TaskStatus::Cancelled, Some(m)),
+        Err(RunError::Cancelled) => (
+            TaskStatus::Cancelled,
+            Some(reason.get().cloned().unwrap_or_else(|| "cancelled".into())),
+        ),
         Err(e) => (TaskStatus::Failed, Some(e.to_string())),
     };
     tracing::info!(task = %id, %status, message = message.as_deref().unwrap_or(""), "task run ended");
@@ -110,111 +140,31 @@ pub async fn run_task(
     }
 }
 
-fn phase(store: &Store, id: &TaskId, phase: &str, took: Duration, detail: Option<String>) {
-    let body = EventBody::Phase(PhaseEvent {
-        phase: phase.into(),
-        duration_ms: took.as_millis() as u64,
-        detail,
-    });
-    if let Err(e) = store.append(id, body) {
-        tracing::warn!(task = %id, error = %e, "dropping phase event");
-    }
-}
-
-fn cancelled(reason: &OnceLock<String>) -> RunError {
-    RunError::Cancelled(reason.get().cloned().unwrap_or_else(|| "cancelled".into()))
-}
-
 async fn drive(
     deps: &RunnerDeps,
     mut task: TaskRow,
     cancel: &CancellationToken,
-    reason: &OnceLock<String>,
 ) -> Result<String, RunError> {
-    let started = Instant::now();
-    let cfg = &deps.config;
-    let source =
-        dockhand_forge::resolve_repo(&task.repo, cfg.allow_local_repos, &cfg.github.web_url)
-            .map_err(RunError::Repo)?;
-    let ws = deps.workspace(&task.id);
-
-    let t = Instant::now();
-    if task.base_commit.is_none() {
-        // A clone cut short by a crash leaves a partial directory: start over.
-        if ws.exists() {
-            std::fs::remove_dir_all(&ws)
-                .map_err(|e| RunError::Io(format!("clearing {}: {e}", ws.display())))?;
-        }
-        if let Some(parent) = ws.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| RunError::Io(format!("creating {}: {e}", parent.display())))?;
-        }
-        let info = tokio::select! {
-            r = dockhand_forge::clone_workspace(&source, &ws, task.base_branch.as_deref(), &task.branch) => r.map_err(RunError::Clone)?,
-            _ = cancel.cancelled() => return Err(cancelled(reason)),
-        };
-        deps.store
-            .set_base(&task.id, info.base_branch.clone(), info.base_commit.clone())
-            .await?;
-        let short = &info.base_commit[..info.base_commit.len().min(12)];
-        phase(
-            &deps.store,
-            &task.id,
-            "clone",
-            t.elapsed(),
-            Some(format!("{} at {short}", info.base_branch)),
-        );
-        task.base_ref = Some(info.base_branch);
-        task.base_commit = Some(info.base_commit);
-    } else {
-        phase(
-            &deps.store,
-            &task.id,
-            "clone",
-            t.elapsed(),
-            Some("workspace kept from the previous run".into()),
-        );
-    }
-
-    let t = Instant::now();
-    let spec = SandboxSpec {
-        task_id: task.id.to_string(),
-        workspace: ws.clone(),
-        network: cfg.sandbox.network,
-        env: Vec::new(),
-        image: None,
-    };
-    let provider = &deps.sandboxes;
-    let attached = match &task.sandbox {
-        Some(r) if r.backend == provider.backend() => provider.attach(&r.id, spec.clone()).await?,
-        _ => None,
-    };
-    let sandbox: Arc<dyn Sandbox> = match attached {
-        Some(s) => s,
-        None => provider.create(spec).await?,
-    };
+    let provisioned = crate::provision::provision(deps, &mut task, cancel).await?;
+    let sandbox = provisioned.sandbox;
+    let result = run_agent(deps, &task, sandbox.clone(), cancel).await;
+    // The sandbox may have been replaced during the run (a fork bomb, say).
     let info = sandbox.info();
-    deps.store
-        .set_sandbox(
-            &task.id,
-            Some(SandboxRef {
-                backend: info.backend.clone(),
-                id: info.id.clone(),
-            }),
-        )
-        .await?;
-    phase(
-        &deps.store,
-        &task.id,
-        "sandbox",
-        t.elapsed(),
-        Some(format!("{} {}", info.backend, info.id)),
-    );
-    phase(&deps.store, &task.id, "ready", started.elapsed(), None);
-
-    let result = run_agent(deps, &task, sandbox.clone(), cancel, reason, &source).await;
-    if let Err(e) = sandbox.destroy().await {
-        tracing::warn!(task = %task.id, error = %e, "releasing the sandbox");
+    let now = Some(SandboxRef {
+        backend: info.backend,
+        id: info.id,
+    });
+    if now != task.sandbox {
+        let _ = deps.store.set_sandbox(&task.id, now).await;
+    }
+    // A docker container stays for the idle window, so a follow-up starts at once;
+    // the janitor removes it after. Local sandboxes hold nothing worth keeping.
+    if deps.docker.is_none() {
+        if let Err(e) = sandbox.destroy().await {
+            tracing::warn!(task = %task.id, error = %e, "releasing the sandbox");
+        }
+    } else if let Err(e) = sandbox.kill_all().await {
+        tracing::warn!(task = %task.id, error = %e, "stopping the finished task's processes");
     }
     result
 }
@@ -224,12 +174,16 @@ async fn run_agent(
     task: &TaskRow,
     sandbox: Arc<dyn Sandbox>,
     cancel: &CancellationToken,
-    reason: &OnceLock<String>,
-    source: &dockhand_forge::RepoSource,
 ) -> Result<String, RunError> {
     if cancel.is_cancelled() {
-        return Err(cancelled(reason));
+        return Err(RunError::Cancelled);
     }
+    let source = dockhand_forge::resolve_repo(
+        &task.repo,
+        deps.config.allow_local_repos,
+        &deps.config.github.web_url,
+    )
+    .map_err(RunError::Repo)?;
     let running = [TaskStatus::Provisioning, TaskStatus::Running];
     deps.store
         .set_status(&task.id, &running, TaskStatus::Running, None)
@@ -245,7 +199,7 @@ async fn run_agent(
     };
     let (summary, budget) = match dockhand_agent::run(&ctx).await {
         Ok(s) => (s.final_text, None),
-        Err(AgentError::Cancelled) => return Err(cancelled(reason)),
+        Err(AgentError::Cancelled) => return Err(RunError::Cancelled),
         // Work done before a budget ran out is still handed back.
         Err(e @ AgentError::Budget(_)) => (String::new(), Some(e)),
         Err(e) => return Err(RunError::Agent(e)),
@@ -258,7 +212,9 @@ async fn run_agent(
             None,
         )
         .await?;
-    let published = crate::publish::publish(deps, task, sandbox.as_ref(), &summary, source).await?;
+    let published =
+        crate::publish::publish(deps, task, sandbox.as_ref(), &summary, &source).await?;
+    deps.store.set_published(&task.id).await?;
     match budget {
         Some(e) => Err(RunError::Agent(e)),
         None => Ok(published),

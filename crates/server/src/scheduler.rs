@@ -176,6 +176,11 @@ impl Scheduler {
         Ok(outcome)
     }
 
+    /// What runners share.
+    pub fn deps(&self) -> Arc<RunnerDeps> {
+        self.inner.deps.clone()
+    }
+
     /// Counters.
     pub fn stats(&self) -> SchedulerStats {
         SchedulerStats {

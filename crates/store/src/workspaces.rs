@@ -100,4 +100,16 @@ impl Store {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    /// Finished tasks still holding a sandbox, oldest first.
+    pub fn finished_with_sandbox(&self) -> Result<Vec<TaskRow>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled') \
+                 AND sandbox_id IS NOT NULL ORDER BY finished_at"
+            ))?;
+            let rows = stmt.query_map([], row_to_task)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
 }

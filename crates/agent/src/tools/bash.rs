@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use dockhand_sandbox::ProcessControl;
 use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::SandboxError;
 use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncReadExt;
@@ -74,26 +75,37 @@ impl BashTool {
     ) -> ToolOutcome {
         if input.get("restart").and_then(Value::as_bool) == Some(true) {
             self.shutdown().await;
-            return match self.start(sandbox).await {
-                Ok(()) => ToolOutcome::ok("tool has been restarted."),
+            return match self.start_or_replace(sandbox).await {
+                Ok(None) => ToolOutcome::ok("tool has been restarted."),
+                Ok(Some(note)) => ToolOutcome::ok(format!("tool has been restarted.\n{note}")),
                 Err(e) => ToolOutcome::error(e),
             };
         }
         let Some(command) = input.get("command").and_then(Value::as_str) else {
             return ToolOutcome::error("no command provided.");
         };
-        if self.session.is_none()
-            && let Err(e) = self.start(sandbox).await
-        {
-            return ToolOutcome::error(e);
+        let mut note = None;
+        if self.session.is_none() {
+            match self.start_or_replace(sandbox).await {
+                Ok(n) => note = n,
+                Err(e) => return ToolOutcome::error(e),
+            }
         }
+        let before = sandbox.limit_marks().await;
         let (ended, capture) = self.run(command, out).await;
         out.finish();
+        let after = sandbox.limit_marks().await;
         let mut text = capture.text();
         if text.ends_with('\n') {
             text.pop();
         }
         let mut text = cap_text(&text, self.limits.result_cap);
+        if let Some(why) = sandbox.explain_limits(before, after) {
+            let _ = write!(text, "{}[{why}]", sep(&text));
+        }
+        if let Some(note) = note {
+            text = format!("[{note}]\n{text}");
+        }
         match ended {
             Ended::Exit(code) => {
                 if code != 0 {
@@ -139,16 +151,37 @@ impl BashTool {
         }
     }
 
-    async fn start(&mut self, sandbox: &dyn Sandbox) -> Result<(), String> {
+    /// Starts the shell; when the sandbox can no longer start processes (a fork bomb
+    /// filled its process limit), replaces it and says so in the returned note.
+    async fn start_or_replace(&mut self, sandbox: &dyn Sandbox) -> Result<Option<String>, String> {
+        let failed = |e: SandboxError| format!("could not start bash in the sandbox: {e}");
+        match self.start(sandbox).await {
+            Ok(()) => Ok(None),
+            Err(SandboxError::Broken { reason }) => {
+                sandbox.replace().await.map_err(|e| {
+                    format!("the sandbox cannot start processes ({reason}) and could not be replaced: {e}")
+                })?;
+                self.start(sandbox).await.map_err(failed)?;
+                Ok(Some(format!(
+                    "the sandbox could not start new processes ({reason}), so it was replaced with a fresh one \
+                     on the same workspace: files in /workspace are kept; running processes, /tmp and anything \
+                     installed outside /workspace are gone"
+                )))
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    async fn start(&mut self, sandbox: &dyn Sandbox) -> Result<(), SandboxError> {
         let argv = ["bash", "--noprofile", "--norc"].map(String::from).to_vec();
-        let mut p = sandbox
-            .spawn_shell(argv)
-            .await
-            .map_err(|e| format!("could not start bash in the sandbox: {e}"))?;
+        let mut p = sandbox.spawn_shell(argv).await?;
         p.stdin
             .write_all(b"exec 2>&1\ncd /workspace 2>/dev/null\n")
             .await
-            .map_err(|e| format!("could not start bash in the sandbox: {e}"))?;
+            .map_err(|e| SandboxError::Failed {
+                what: "starting bash".into(),
+                message: e.to_string(),
+            })?;
         self.session = Some(Session {
             stdin: p.stdin,
             output: p.output,

@@ -55,6 +55,8 @@ impl Harness {
             _ => None,
         };
         let mut config = Config::load(&data, &env).unwrap();
+        // Tests pick their backend; docker ones say so.
+        config.sandbox.backend = Some(dockhand_server::config::Backend::Local);
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let coord = Coordinator::start(config, Some(listener)).await.unwrap();
@@ -281,7 +283,22 @@ pub fn is_tool_call(e: &Event) -> bool {
     matches!(&e.body, EventBody::ToolCall(_))
 }
 
+/// The host directory of a task's workspace.
+pub fn workspace(h: &Harness, id: &str) -> PathBuf {
+    let id = dockhand_protocol::TaskId::parse(id).unwrap();
+    PathBuf::from(
+        h.coord
+            .state()
+            .store
+            .get_task(&id)
+            .unwrap()
+            .unwrap()
+            .workspace
+            .unwrap(),
+    )
+}
+
 /// Opens the gate of a task running [`GATED`].
 pub fn open_gate(h: &Harness, id: &str) {
-    std::fs::write(h.data_dir().join("workspaces").join(id).join(".git/go"), "").unwrap();
+    std::fs::write(workspace(h, id).join(".git/go"), "").unwrap();
 }

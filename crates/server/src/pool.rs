@@ -1,0 +1,102 @@
+//! The warm pool: started containers for the default image, each with its own
+//! empty workspace directory, so a task skips container start-up. A container's
+//! bind mount is fixed at creation, so the slot's directory becomes the task's
+//! workspace when the container is handed out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::docker::DockerProvider;
+use rand::Rng;
+
+/// The pool; cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Arc<DockerProvider>,
+    size: usize,
+    dir: PathBuf,
+    free: Mutex<Vec<(String, PathBuf)>>,
+    filling: tokio::sync::Mutex<()>,
+}
+
+impl Pool {
+    /// A pool of `size` containers whose workspaces live under `dir`.
+    pub fn new(provider: Arc<DockerProvider>, size: usize, dir: PathBuf) -> Pool {
+        Pool {
+            inner: Arc::new(Inner {
+                provider,
+                size,
+                dir,
+                free: Mutex::new(Vec::new()),
+                filling: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn free_count(&self) -> usize {
+        self.inner.free.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Starts containers until the pool is full.
+    pub async fn fill(&self) {
+        let _one_at_a_time = self.inner.filling.lock().await;
+        let missing = self.inner.size.saturating_sub(self.free_count());
+        if missing == 0 {
+            return;
+        }
+        let mut slots = Vec::new();
+        for _ in 0..missing {
+            let slot: String = {
+                let mut rng = rand::rng();
+                (0..10)
+                    .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                    .collect()
+            };
+            let dir = self.inner.dir.join(format!("pool-{slot}"));
+            if let Err(e) = crate::provision::make_workspace_dir(&dir, true) {
+                tracing::warn!(error = %e, "preparing a warm-pool workspace");
+                continue;
+            }
+            slots.push((slot, dir));
+        }
+        if let Err(e) = self.inner.provider.fill_pool(slots.clone()).await {
+            tracing::warn!(error = %e, "starting warm-pool containers");
+        }
+        // fill_pool keeps the slots it started; offer those.
+        let mut free = self
+            .inner
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (slot, dir) in slots {
+            if self.inner.provider.pool_has(&slot) {
+                free.push((slot, dir));
+            } else {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+
+    /// Takes a container for `task_id`: its empty workspace directory and the sandbox.
+    /// Refills in the background.
+    pub async fn take(&self, task_id: &str) -> Option<(PathBuf, Arc<dyn Sandbox>)> {
+        loop {
+            let (slot, dir) = self.inner.free.lock().ok()?.pop()?;
+            let taken = self.inner.provider.take_pool(&slot, task_id).await;
+            let me = self.clone();
+            tokio::spawn(async move { me.fill().await });
+            match taken {
+                Some(sb) => return Some((dir, sb)),
+                None => {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+            }
+        }
+    }
+}
