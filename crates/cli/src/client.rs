@@ -117,6 +117,15 @@ impl Client {
         .await
     }
 
+    pub async fn gc(&self, dry_run: bool) -> Result<dockhand_server::janitor::GcReport> {
+        let body = serde_json::json!({ "dry_run": dry_run });
+        self.send(
+            "collecting garbage",
+            self.req(Method::POST, "/api/v1/gc").json(&body),
+        )
+        .await
+    }
+
     pub async fn say(&self, id: &str, text: &str) -> Result<Task> {
         let body = FollowUpParams {
             text: text.to_owned(),

@@ -28,6 +28,59 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+async fn docker(r: &mut Report, config: &dockhand_server::Config) {
+    use dockhand_server::config::Backend;
+    let wanted = config.sandbox.backend == Some(Backend::Docker);
+    let dconf = dockhand_server::sandboxes::docker_config(config, "doctor");
+    let provider = match dockhand_sandbox::docker::DockerProvider::connect(dconf).await {
+        Ok(p) => p,
+        Err(e) if wanted => {
+            return r.fail(
+                "docker",
+                &e.to_string(),
+                "start the Docker engine, or set DOCKHAND_SANDBOX=local",
+            );
+        }
+        Err(e) if config.sandbox.backend == Some(Backend::Local) => {
+            return r.ok(
+                "docker",
+                &format!("not used (sandbox.backend = local): {e}"),
+            );
+        }
+        Err(e) => {
+            return r.warn(
+                "docker",
+                &format!("{e}; tasks will use the local sandbox"),
+                "start the Docker engine for container sandboxes",
+            );
+        }
+    };
+    match provider.check().await {
+        Ok(check) => {
+            r.ok("docker", &format!("engine {}", check.engine));
+            let fix =
+                |f: &Option<String>| f.clone().unwrap_or_else(|| "see the detail above".into());
+            if check.image.ok {
+                r.ok("sandbox image", &check.image.detail);
+            } else {
+                r.fail("sandbox image", &check.image.detail, &fix(&check.image.fix));
+            }
+            if let Some(rt) = check.runtime {
+                if rt.ok {
+                    r.ok("runtime", &rt.detail);
+                } else {
+                    r.fail("runtime", &rt.detail, &fix(&rt.fix));
+                }
+            }
+        }
+        Err(e) => r.fail(
+            "docker",
+            &e.to_string(),
+            "check that the engine is healthy (docker info)",
+        ),
+    }
+}
+
 pub async fn run() -> Result<ExitCode> {
     let mut r = Report { failed: false };
     let data_dir = default_data_dir(&env);
@@ -83,6 +136,10 @@ pub async fn run() -> Result<ExitCode> {
             &format!("{}: {e}", data_dir.display()),
             "set DOCKHAND_DATA_DIR to a writable directory",
         ),
+    }
+
+    if let Some(c) = &config {
+        docker(&mut r, c).await;
     }
 
     let provider =

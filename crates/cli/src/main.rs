@@ -104,6 +104,13 @@ enum Command {
     },
     /// Check this machine and the configuration, and say how to fix what is missing.
     Doctor,
+    /// Remove workspaces past retention (never one holding unpublished work),
+    /// orphaned containers and stale environment images.
+    Gc {
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -158,6 +165,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => serve(listen).await,
         Command::Doctor => doctor::run().await,
+        Command::Gc { dry_run } => {
+            let conn = connect::connect(&target).await?;
+            let report = conn.client.gc(dry_run).await?;
+            render::gc_report(&report);
+            conn.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Image {
             command: ImageCommand::Build { force },
         } => image::build(force).await,

@@ -66,6 +66,27 @@ pub fn task_table(tasks: &[Task]) {
     }
 }
 
+pub fn gc_report(report: &dockhand_server::janitor::GcReport) {
+    if report.dry_run {
+        println!("dry run: nothing was removed");
+    }
+    for (title, items) in [
+        ("workspaces", &report.workspaces),
+        ("containers", &report.containers),
+        ("environment images", &report.images),
+    ] {
+        println!("{title}: {}", if items.is_empty() { "none" } else { "" });
+        for i in items {
+            let task = i
+                .task
+                .as_deref()
+                .map(|t| format!(" [{t}]"))
+                .unwrap_or_default();
+            println!("  {:<8} {}{task} — {}", i.action, i.what, i.reason);
+        }
+    }
+}
+
 fn short(text: &str, max: usize) -> String {
     let one: String = text
         .lines()

@@ -88,12 +88,27 @@ pub async fn clone_workspace(
     }
     args.extend(["--", from.as_str(), dest_s.as_str()]);
     git(&what, None, &args).await?;
+    // The directory may already belong to the sandbox user (a warm-pool slot); it is
+    // still fresh, untouched by the agent, so trust it for these commands.
+    let safe = format!("safe.directory={dest_s}");
     let base_branch = match base_branch {
         Some(b) => b.to_owned(),
-        None => git(&what, Some(dest), &["symbolic-ref", "--short", "HEAD"]).await?,
+        None => {
+            git(
+                &what,
+                Some(dest),
+                &["-c", &safe, "symbolic-ref", "--short", "HEAD"],
+            )
+            .await?
+        }
     };
-    let base_commit = git(&what, Some(dest), &["rev-parse", "HEAD"]).await?;
-    git(&what, Some(dest), &["checkout", "--quiet", "-b", branch]).await?;
+    let base_commit = git(&what, Some(dest), &["-c", &safe, "rev-parse", "HEAD"]).await?;
+    git(
+        &what,
+        Some(dest),
+        &["-c", &safe, "checkout", "--quiet", "-b", branch],
+    )
+    .await?;
     Ok(CloneInfo {
         base_branch,
         base_commit,

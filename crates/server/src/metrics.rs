@@ -26,7 +26,13 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let w = state.store.writer_stats();
     let h = state.hub.stats();
     let s = state.scheduler.stats();
-    let metrics: [(&str, &str, &str, u64); 7] = [
+    let pool = state
+        .scheduler
+        .deps()
+        .pool
+        .as_ref()
+        .map_or(0, |p| p.ready() as u64);
+    let metrics: [(&str, &str, &str, u64); 8] = [
         (
             "dockhand_events_committed_total",
             "counter",
@@ -68,6 +74,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
             "gauge",
             "The concurrency limit.",
             s.max_concurrent,
+        ),
+        (
+            "dockhand_pool_ready",
+            "gauge",
+            "Warm-pool containers waiting for a task.",
+            pool,
         ),
     ];
     for (name, kind, help, value) in metrics {

@@ -39,6 +39,11 @@ impl Pool {
         }
     }
 
+    /// Containers waiting for a task.
+    pub fn ready(&self) -> usize {
+        self.free_count()
+    }
+
     fn free_count(&self) -> usize {
         self.inner.free.lock().map(|f| f.len()).unwrap_or(0)
     }

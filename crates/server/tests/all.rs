@@ -9,6 +9,8 @@ mod common;
 mod api;
 #[path = "all/concurrency.rs"]
 mod concurrency;
+#[path = "all/docker.rs"]
+mod docker;
 #[path = "all/e2e.rs"]
 mod e2e;
 #[path = "all/faults.rs"]

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use dockhand_sandbox::LimitMarks;
 use dockhand_sandbox::ProcessControl;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxError;
@@ -34,6 +35,9 @@ struct Session {
 pub struct BashTool {
     session: Option<Session>,
     limits: ToolLimits,
+    /// Limit counters at the end of the last command, so hits by background
+    /// processes between commands are reported too.
+    marks: Option<LimitMarks>,
 }
 
 enum Ended {
@@ -48,12 +52,15 @@ impl BashTool {
         BashTool {
             session: None,
             limits,
+            marks: None,
         }
     }
 
     /// Kills the shell and everything it started, and returns once the output
     /// pipe is closed: every process that held it has exited.
     pub async fn shutdown(&mut self) {
+        // A new shell starts a new baseline for limit counters.
+        self.marks = None;
         if let Some(mut s) = self.session.take() {
             s.control.kill().await;
             let mut sink = [0u8; 4096];
@@ -91,10 +98,14 @@ impl BashTool {
                 Err(e) => return ToolOutcome::error(e),
             }
         }
-        let before = sandbox.limit_marks().await;
+        let before = match (note.is_some(), self.marks) {
+            (false, Some(m)) => m,
+            _ => sandbox.limit_marks().await,
+        };
         let (ended, capture) = self.run(command, out).await;
         out.finish();
         let after = sandbox.limit_marks().await;
+        self.marks = Some(after);
         let mut text = capture.text();
         if text.ends_with('\n') {
             text.pop();

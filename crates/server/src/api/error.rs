@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 401: missing or bad credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: signed in, but not allowed to do this (operator-only routes).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such thing, or not yours.
     #[error("{0}")]
     NotFound(String),
@@ -83,6 +86,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

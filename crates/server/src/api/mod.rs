@@ -1,5 +1,6 @@
 //! The HTTP API: one router per module, auth as an extractor.
 
+mod admin;
 mod error;
 mod events;
 mod tasks;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .merge(tasks::router())
         .merge(events::router())
+        .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -76,6 +76,36 @@ impl Harness {
         }
     }
 
+    /// A harness on the docker backend, with no warm pool unless `tweak` adds one.
+    pub async fn docker(scenario: Scenario, tweak: impl FnOnce(&mut Config)) -> Harness {
+        require_docker();
+        Self::start_with(scenario, |c| {
+            c.sandbox.backend = Some(dockhand_server::config::Backend::Docker);
+            c.sandbox.pool_size = 0;
+            tweak(c);
+        })
+        .await
+    }
+
+    /// Ids of the containers this harness's coordinator made.
+    pub fn containers(&self) -> Vec<String> {
+        let id = std::fs::read_to_string(self.data_dir().join("coordinator-id")).unwrap();
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--no-trunc",
+                "--filter",
+                &format!("label=dockhand.coordinator={}", id.trim()),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -188,6 +218,57 @@ impl Harness {
         .expect("the task did not end in time");
         self.task(id).await
     }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Docker containers outlive the test process; remove this coordinator's.
+        if self.data_dir().join("coordinator-id").exists() && docker_answers() {
+            let ids = self.containers();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Docker tests run against the real engine; a missing engine is a failure.
+pub fn require_docker() {
+    assert!(
+        docker_answers(),
+        "these tests need a running Docker engine (CI sets DOCKHAND_REQUIRE_DOCKER=1); start dockerd"
+    );
+    let image = dockhand_sandbox::docker::image::default_image();
+    let found = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(
+        found,
+        "the sandbox image {image} is missing; build it with `dockhand image build`"
+    );
+}
+
+/// Output of `docker exec` in a container, as root.
+pub fn docker_exec(container: &str, script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", "-u", "0", container, "sh", "-c", script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The next event, delta or control message; `None` when the socket closed.
