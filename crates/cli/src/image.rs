@@ -1,6 +1,7 @@
 //! `dockhand image build`: the default sandbox image, built from Debian packages
 //! without a registry, with progress.
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ pub async fn build(force: bool) -> Result<ExitCode> {
     };
     let provider = DockerProvider::connect(DockerConfig::new("cli", opts.image())).await?;
     let mut importing_shown = 0u64;
+    let tty = std::io::stdout().is_terminal();
     let outcome = build_default_image(provider.client(), &opts, |event| match event {
         ImageBuildEvent::Checking { image } => println!("checking {image}"),
         ImageBuildEvent::Current { image } => println!("{image} is current; nothing to do (--force rebuilds it)"),
@@ -35,10 +37,15 @@ pub async fn build(force: bool) -> Result<ExitCode> {
             let pct = (sent * 100).checked_div(total).unwrap_or(100);
             if pct >= importing_shown + 10 || sent == total {
                 importing_shown = pct;
-                print!("\rimporting into Docker: {pct:3}% of {} MB", total >> 20);
-                let _ = std::io::stdout().flush();
-                if sent == total {
-                    println!();
+                let line = format!("importing into Docker: {pct:3}% of {} MB", total >> 20);
+                if tty {
+                    print!("\r{line}");
+                    let _ = std::io::stdout().flush();
+                    if sent == total {
+                        println!();
+                    }
+                } else {
+                    println!("{line}");
                 }
             }
         }
