@@ -4,10 +4,12 @@
 //! Dockhand side: a real coordinator in this process. Its task is created in
 //! the store before the coordinator starts, and moved from `queued` to
 //! `cancelled` at once, so the scheduler never sees it queued (no race, no
-//! runner). Events go in through `Store::append` with the send time (µs since
-//! a shared origin) at the start of the `tool_output` text; each client
-//! subtracts it from its receive time. So the figure covers the writer queue,
-//! group commit, the hub, the WebSocket task and the socket.
+//! runner). The coordinator uses the `local` sandbox backend with no warm
+//! pool, so that it starts no containers while we measure. Events go in
+//! through `Store::append` with the send time (µs since a shared origin) at
+//! the start of the `tool_output` text; each client subtracts it from its
+//! receive time. So the figure covers the writer queue, group commit, the
+//! hub, the WebSocket task and the socket.
 //!
 //! Baseline: the same clients against a tokio-tungstenite server with the same
 //! WebSocket settings that fans the same message bytes out through a bounded
@@ -168,6 +170,7 @@ fn run_inner(opts: &Opts) -> Result<Report> {
     ));
     report.notes.push(format!(
         "latency: {} events per side and case at {} events/s, in two rounds (Dockhand, baseline, baseline, Dockhand); \
+         the coordinator runs with DOCKHAND_SANDBOX=local and no warm pool, its task pre-created and cancelled; \
          server and sender on one 2-worker tokio runtime, clients on a second 2-worker runtime in the same process \
          (they share the cores); baseline: tokio-tungstenite with Dockhand's WebSocket settings (read buffer 4 KiB, \
          write buffer 0) and a bounded mpsc queue (1024) per connection filled with try_send; clients use a 4 KiB read buffer",
@@ -228,7 +231,11 @@ async fn dockhand_case(clients: &Handle, n: usize, events: usize, rate: u32) -> 
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir)?;
     let task = precreate_task(&data_dir.join("dockhand.db")).await?;
-    let config = dockhand_server::Config::load(&data_dir, &|_| None)?;
+    // The local sandbox backend and no warm pool: with Docker present the
+    // coordinator would otherwise start pool containers while we measure.
+    let env = |k: &str| (k == "DOCKHAND_SANDBOX").then(|| "local".to_owned());
+    let mut config = dockhand_server::Config::load(&data_dir, &env)?;
+    config.sandbox.pool_size = 0;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let coordinator = dockhand_server::Coordinator::start(config, Some(listener))
         .await

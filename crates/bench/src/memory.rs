@@ -167,6 +167,9 @@ async fn run_inner(opts: &Opts) -> Result<Report> {
         .args(["serve", "--listen", &addr])
         .env("DOCKHAND_DATA_DIR", &data)
         .env("ANTHROPIC_API_KEY", "x")
+        // No containers: the Docker backend would start a warm pool and a task
+        // container, which would outlive this benchmark (it kills the server).
+        .env("DOCKHAND_SANDBOX", "local")
         // A closed local port: the agent's model calls fail fast, without network.
         .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
         .stdin(Stdio::null())

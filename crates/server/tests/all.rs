@@ -15,6 +15,8 @@ mod docker;
 mod e2e;
 #[path = "all/faults.rs"]
 mod faults;
+#[path = "all/gc.rs"]
+mod gc;
 #[path = "all/tools.rs"]
 mod tools;
 #[path = "all/ws.rs"]
