@@ -24,6 +24,12 @@
 //! - `memory`: server RSS per idle WebSocket subscriber, measured on a separate
 //!   `dockhand serve` process (built with `cargo build --release -p dockhand-cli`
 //!   or brought up to date), beside no baseline.
+//! - `startup`: task start-up overhead on the docker backend, from
+//!   `POST /api/v1/tasks` until the model receives its first request, on a
+//!   1,000-file repository (second and later tasks), for a cold container, a
+//!   warm-pool container and an environment-cache image, beside the raw
+//!   `docker run --rm IMAGE true`; and cancel until the running command is gone.
+//!   Needs Docker and the sandbox image (`dockhand image build`).
 //!
 //! Progress goes to stderr; the report (machine, table, notes) to stdout.
 
@@ -33,6 +39,7 @@ mod commit;
 mod eventlog;
 mod latency;
 mod memory;
+mod startup;
 mod wsclient;
 
 use std::process::Command;
@@ -124,15 +131,17 @@ struct Args {
     eventlog: bool,
     latency: bool,
     memory: bool,
+    startup: bool,
     dockhand: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory] [--dockhand PATH]
+    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory,startup] [--dockhand PATH]
 
   --quick          a smaller run (fewer events, shorter latency runs)
-  --only LIST      run only these sections (comma-separated: eventlog, latency, memory)
-  --eventlog, --latency, --memory
+  --only LIST      run only these sections (comma-separated: eventlog, latency, memory,
+                   startup; startup needs Docker and the sandbox image)
+  --eventlog, --latency, --memory, --startup
                    the same, one flag per section (may be combined)
   --dockhand PATH  the dockhand binary for the memory section
                    (default: target/release/dockhand, built or brought
@@ -145,6 +154,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         eventlog: false,
         latency: false,
         memory: false,
+        startup: false,
         dockhand: None,
     };
     let mut any = false;
@@ -155,6 +165,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 "eventlog" => args.eventlog = true,
                 "latency" => args.latency = true,
                 "memory" => args.memory = true,
+                "startup" => args.startup = true,
                 other => return Err(format!("unknown section {other:?}")),
             }
             any = true;
@@ -162,7 +173,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         };
         match arg.as_str() {
             "--quick" => args.quick = true,
-            "--eventlog" | "--latency" | "--memory" => select(&arg[2..])?,
+            "--eventlog" | "--latency" | "--memory" | "--startup" => select(&arg[2..])?,
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 for name in list.split(',') {
@@ -183,6 +194,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         args.eventlog = true;
         args.latency = true;
         args.memory = true;
+        args.startup = true;
     }
     Ok(Some(args))
 }
@@ -287,7 +299,7 @@ fn main() -> Result<()> {
     println!("- open file limit: {nofile}\n");
 
     let mut report = Report::default();
-    let sections: [(bool, &str, &str); 3] = [
+    let sections: [(bool, &str, &str); 4] = [
         (
             args.eventlog,
             "eventlog",
@@ -303,6 +315,11 @@ fn main() -> Result<()> {
             "memory",
             "server RSS per idle WebSocket subscriber",
         ),
+        (
+            args.startup,
+            "startup",
+            "task start-up on the docker backend, and cancel",
+        ),
     ];
     for (wanted, name, what) in sections {
         if !wanted {
@@ -313,6 +330,7 @@ fn main() -> Result<()> {
         report.extend(match name {
             "eventlog" => eventlog::run(&eventlog::Opts::new(args.quick)),
             "latency" => latency::run(&latency::Opts::new(args.quick)),
+            "startup" => startup::run(&startup::Opts::new(args.quick)),
             _ => memory::run(&memory::Opts::new(args.quick, args.dockhand.clone())),
         });
         if let Some(note) = watch.note(name) {

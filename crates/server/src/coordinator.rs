@@ -248,6 +248,9 @@ impl Coordinator {
     /// Stops serving. Running tasks stay `running` in the store and resume at the next start.
     pub async fn shutdown(self) {
         self.state.scheduler.stop();
+        if let Some(pool) = &self.state.scheduler.deps().pool {
+            pool.drain().await;
+        }
         self.shutdown.cancel();
         let mut server = self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut server)

@@ -89,19 +89,38 @@ impl Pool {
     }
 
     /// Takes a container for `task_id`: its empty workspace directory and the sandbox.
-    /// Refills in the background.
+    /// The caller refills the pool ([`Pool::refill`]) once its task is ready, so the
+    /// refill does not compete with the task's own start-up.
     pub async fn take(&self, task_id: &str) -> Option<(PathBuf, Arc<dyn Sandbox>)> {
         loop {
             let (slot, dir) = self.inner.free.lock().ok()?.pop()?;
             let taken = self.inner.provider.take_pool(&slot, task_id).await;
-            let me = self.clone();
-            tokio::spawn(async move { me.fill().await });
             match taken {
                 Some(sb) => return Some((dir, sb)),
                 None => {
                     let _ = std::fs::remove_dir(&dir);
                 }
             }
+        }
+    }
+
+    /// Refills the pool in the background.
+    pub fn refill(&self) {
+        let me = self.clone();
+        tokio::spawn(async move { me.fill().await });
+    }
+
+    /// Removes the waiting containers and their empty workspaces (at shutdown).
+    pub async fn drain(&self) {
+        let slots: Vec<(String, PathBuf)> = match self.inner.free.lock() {
+            Ok(mut free) => free.drain(..).collect(),
+            Err(_) => return,
+        };
+        for (slot, dir) in slots {
+            if let Some(sb) = self.inner.provider.take_pool(&slot, "").await {
+                let _ = sb.destroy().await;
+            }
+            let _ = std::fs::remove_dir(&dir);
         }
     }
 }

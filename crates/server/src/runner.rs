@@ -145,7 +145,12 @@ async fn drive(
     mut task: TaskRow,
     cancel: &CancellationToken,
 ) -> Result<String, RunError> {
-    let provisioned = crate::provision::provision(deps, &mut task, cancel).await?;
+    let provisioned = crate::provision::provision(deps, &mut task, cancel).await;
+    // Refill after the task's own start-up, not during it (a no-op when full).
+    if let Some(pool) = &deps.pool {
+        pool.refill();
+    }
+    let provisioned = provisioned?;
     let sandbox = provisioned.sandbox;
     let result = run_agent(deps, &task, sandbox.clone(), cancel).await;
     // The sandbox may have been replaced during the run (a fork bomb, say).

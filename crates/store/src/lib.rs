@@ -84,6 +84,47 @@ struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
+    _checkpointer: Checkpointer,
+}
+
+/// Runs WAL checkpoints on its own connection, once a second, so their fsyncs
+/// never stall a commit (the writer's automatic checkpoints are off).
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, sync: Synchronous) -> Result<Checkpointer> {
+        let conn = open_conn(path, sync, false)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("dockhand-store-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_secs(1))
+                {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Commit(format!("starting the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Store {
@@ -92,6 +133,8 @@ impl Store {
     pub fn open(opts: StoreOptions, publish: Arc<dyn Publish>) -> Result<Store> {
         let mut conn = open_conn(&opts.path, opts.synchronous, false)?;
         schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(&opts.path, opts.synchronous)?;
         let mut readers = Vec::with_capacity(opts.readers);
         for _ in 0..opts.readers.max(1) {
             readers.push(open_conn(&opts.path, opts.synchronous, true)?);
@@ -102,6 +145,7 @@ impl Store {
                 path: opts.path,
                 readers: Mutex::new(readers),
                 writer,
+                _checkpointer: checkpointer,
             }),
         })
     }

@@ -30,11 +30,12 @@ type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 type Job = Box<dyn FnOnce(&mut JobCtx<'_>) -> Option<Completion> + Send>;
 
 enum Op {
-    /// A fire-and-forget event.
+    /// A fire-and-forget event, its payload already serialized by the producer.
     Event {
         task: TaskId,
         ts_ms: i64,
-        body: EventBody,
+        kind: &'static str,
+        data: String,
     },
     /// A unit of work applied atomically (inside a savepoint) in the group transaction.
     Job(Job),
@@ -102,10 +103,13 @@ impl Writer {
 
     /// Hands an event over without waiting for its commit.
     pub(crate) fn append(&self, task: TaskId, body: EventBody) -> Result<()> {
+        // Serializing here spreads the work over the producers' threads.
+        let data = body.data_json()?;
         self.send(Op::Event {
             task,
             ts_ms: now_ms(),
-            body,
+            kind: body.kind(),
+            data,
         })
     }
 
@@ -162,7 +166,16 @@ impl JobCtx<'_> {
     /// Appends an event in this job's transaction; returns its seq.
     pub fn emit(&mut self, task: &TaskId, body: EventBody) -> Result<u64> {
         let before = self.seqs.get(task).copied();
-        let seq = insert_event(self.tx, self.seqs, self.out, task, self.now, &body)?;
+        let data = body.data_json()?;
+        let seq = insert_event(
+            self.tx,
+            self.seqs,
+            self.out,
+            task,
+            self.now,
+            body.kind(),
+            data,
+        )?;
         self.undo.push((task.clone(), before));
         Ok(seq)
     }
@@ -200,9 +213,14 @@ impl WriterLoop {
             let now = now_ms();
             for op in batch.drain(..) {
                 match op {
-                    Op::Event { task, ts_ms, body } => {
+                    Op::Event {
+                        task,
+                        ts_ms,
+                        kind,
+                        data,
+                    } => {
                         if let Err(e) =
-                            insert_event(&tx, &mut self.seqs, &mut out, &task, ts_ms, &body)
+                            insert_event(&tx, &mut self.seqs, &mut out, &task, ts_ms, kind, data)
                         {
                             tracing::error!(task = %task, error = %e, "dropping event that failed to insert");
                         }
@@ -278,7 +296,8 @@ fn insert_event(
     out: &mut Vec<Committed>,
     task: &TaskId,
     ts_ms: i64,
-    body: &EventBody,
+    kind: &'static str,
+    data: String,
 ) -> Result<u64> {
     let last = match seqs.get(task) {
         Some(s) => *s,
@@ -289,8 +308,6 @@ fn insert_event(
         )? as u64,
     };
     let seq = last + 1;
-    let data = body.data_json()?;
-    let kind = body.kind();
     tx.prepare_cached(
         "INSERT INTO events (task_id, seq, kind, ts, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
