@@ -273,6 +273,7 @@ async fn run_dockhand(
             base_branch: None,
             branch: format!("dockhand/{id}-benchmark"),
             model: "bench".to_owned(),
+            image: None,
         })
     });
     let ids: Vec<TaskId> = futures_util::future::try_join_all(creates)

@@ -214,6 +214,7 @@ pub fn new_task(id: &TaskId, user_id: i64) -> NewTask {
         base_branch: None,
         branch: format!("dockhand/{id}-latency"),
         model: "bench".to_owned(),
+        image: None,
     }
 }
 

@@ -55,6 +55,9 @@ enum Command {
         /// Model id (default: the coordinator's).
         #[arg(long)]
         model: Option<String>,
+        /// Sandbox image (docker; default: the repository's, else Dockhand's own).
+        #[arg(long)]
+        image: Option<String>,
         /// Print one event per line as JSON.
         #[arg(long)]
         json: bool,
@@ -179,6 +182,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             repo,
             base,
             model,
+            image,
             json,
             detach,
             prompt,
@@ -189,6 +193,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 prompt,
                 base_branch: base,
                 model,
+                image,
             };
             let task = conn.client.create_task(&params).await?;
             if detach {

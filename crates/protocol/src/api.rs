@@ -20,6 +20,9 @@ pub struct CreateTaskParams {
     /// A model id other than the configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// A sandbox image other than the repository's or the default (docker backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// `POST /api/v1/tasks/{id}/messages`: a follow-up.

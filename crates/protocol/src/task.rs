@@ -146,6 +146,9 @@ pub struct Task {
     pub branch: String,
     /// The model id the agent uses.
     pub model: String,
+    /// The sandbox image the task asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Lifecycle status.
     pub status: TaskStatus,
     /// Why the task failed or was cancelled, in plain words.

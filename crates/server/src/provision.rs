@@ -193,7 +193,8 @@ pub(crate) async fn provision(
     task.workspace = Some(ws.to_string_lossy().into_owned());
 
     let network = env.network.unwrap_or(cfg.sandbox.network);
-    let mut image = env.image.clone();
+    // The task's own choice wins over the repository's.
+    let mut image = task.image.clone().or_else(|| env.image.clone());
     if let Some(setup) = env.setup.as_deref() {
         match &deps.docker {
             Some(provider) => {

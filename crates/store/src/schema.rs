@@ -106,6 +106,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN workspace_dirty INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE tasks ADD COLUMN published_at INTEGER;
     ALTER TABLE tasks ADD COLUMN workspace_removed_at INTEGER;
+    ALTER TABLE tasks ADD COLUMN image TEXT;
     CREATE TABLE env_images (
         image TEXT PRIMARY KEY,
         last_used INTEGER NOT NULL

@@ -41,6 +41,8 @@ pub struct NewTask {
     pub branch: String,
     /// Model id.
     pub model: String,
+    /// Sandbox image asked for.
+    pub image: Option<String>,
 }
 
 /// A task row.
@@ -100,6 +102,8 @@ pub struct TaskRow {
     pub published_at: Option<i64>,
     /// When `dockhand gc` removed the workspace, ms.
     pub workspace_removed_at: Option<i64>,
+    /// The sandbox image the task asked for.
+    pub image: Option<String>,
 }
 
 impl TaskRow {
@@ -113,6 +117,7 @@ impl TaskRow {
             base_branch: self.base_branch.clone(),
             branch: self.branch.clone(),
             model: self.model.clone(),
+            image: self.image.clone(),
             status: self.status,
             error: self.error.clone(),
             created_at: rfc3339(self.created_at),
@@ -131,7 +136,7 @@ pub(crate) const COLUMNS: &str = "id, user_id, repo, prompt, title, base_branch,
      created_at, updated_at, finished_at, cancel_requested, sandbox_backend, sandbox_id, \
      input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, turns, pr_url, pr_number, \
      (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id), base_ref, base_commit, \
-     workspace, environment, prepared, workspace_dirty, published_at, workspace_removed_at";
+     workspace, environment, prepared, workspace_dirty, published_at, workspace_removed_at, image";
 
 pub(crate) fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(8)?;
@@ -177,6 +182,7 @@ pub(crate) fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         workspace_dirty: r.get::<_, i64>(29)? != 0,
         published_at: r.get(30)?,
         workspace_removed_at: r.get(31)?,
+        image: r.get(32)?,
     })
 }
 
@@ -319,9 +325,9 @@ impl Store {
             let pos = next_queue_pos(ctx.conn())?;
             ctx.conn().execute(
                 "INSERT INTO tasks (id, user_id, repo, prompt, title, base_branch, branch, model, status, \
-                   created_at, updated_at, queue_pos) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?10)",
-                params![t.id.as_str(), t.user_id, t.repo, t.prompt, t.title, t.base_branch, t.branch, t.model, now, pos],
+                   created_at, updated_at, queue_pos, image) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?10, ?11)",
+                params![t.id.as_str(), t.user_id, t.repo, t.prompt, t.title, t.base_branch, t.branch, t.model, now, pos, t.image],
             )?;
             ctx.conn().execute(
                 "INSERT INTO inbox (task_id, text, created_at) VALUES (?1, ?2, ?3)",

@@ -31,6 +31,7 @@ fn new_task(user_id: i64, prompt: &str) -> NewTask {
         title: prompt.into(),
         base_branch: None,
         model: "m".into(),
+        image: None,
     }
 }
 

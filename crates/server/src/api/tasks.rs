@@ -119,6 +119,17 @@ async fn create(
         }
         None => cfg.model.name.clone(),
     };
+    if let Some(image) = &p.image {
+        let ok = !image.is_empty()
+            && image.len() <= 255
+            && !image.starts_with('-')
+            && image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+        if !ok {
+            return Err(ApiError::field("image", "is not an image reference"));
+        }
+    }
     let id = TaskId::generate();
     let row = state
         .store
@@ -131,6 +142,7 @@ async fn create(
             prompt: p.prompt,
             base_branch: p.base_branch,
             model,
+            image: p.image,
         })
         .await?;
     state.scheduler.wake();

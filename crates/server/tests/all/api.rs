@@ -161,6 +161,11 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
             400,
             "model",
         ),
+        (
+            json!({"repo": repo_s, "prompt": "x", "image": "--privileged"}),
+            400,
+            "image",
+        ),
     ];
     for (body, status, field) in checks {
         let (got, v) = h

@@ -314,6 +314,17 @@ async fn bad_environments_fail_clearly_and_leave_nothing_running() {
             assert!(error.contains(n), "{file}: {error:?} should mention {n:?}");
         }
     }
+    // A task may name its own image; a missing one fails as clearly.
+    let repo = h.repo(&[("README", "r\n")]);
+    let body = json!({"repo": repo, "prompt": "x", "image": "dockhand-no-such-task-image:2"});
+    let (status, task) = h
+        .request(reqwest::Method::POST, "/api/v1/tasks", Some(body))
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let done = h.wait_done(task["id"].as_str().unwrap()).await;
+    assert_eq!(done.status, TaskStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("dockhand-no-such-task-image:2"), "{error}");
     assert!(
         h.fake.requests().is_empty(),
         "no model turn for a task that could not start"
