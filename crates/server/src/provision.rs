@@ -123,7 +123,7 @@ pub(crate) async fn provision(
     let cfg = &deps.config;
     let docker = deps.docker.is_some();
     let source =
-        dockhand_forge::resolve_repo(&task.repo, cfg.allow_local_repos, &cfg.github.web_url)
+        dockhand_forge::resolve_repo(&task.repo, cfg.local_repos_allowed(), &cfg.github.web_url)
             .map_err(RunError::Repo)?;
 
     // The workspace: kept from an earlier run, a warm-pool slot, or a new directory.

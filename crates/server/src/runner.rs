@@ -185,7 +185,7 @@ async fn run_agent(
     }
     let source = dockhand_forge::resolve_repo(
         &task.repo,
-        deps.config.allow_local_repos,
+        deps.config.local_repos_allowed(),
         &deps.config.github.web_url,
     )
     .map_err(RunError::Repo)?;

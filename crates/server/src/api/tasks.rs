@@ -101,7 +101,7 @@ async fn create(
     let cfg = &state.config;
     check_text("prompt", &p.prompt, cfg.limits.max_prompt_bytes)?;
     let repo = p.repo.trim().to_owned();
-    dockhand_forge::resolve_repo(&repo, cfg.allow_local_repos, &cfg.github.web_url)
+    dockhand_forge::resolve_repo(&repo, cfg.local_repos_allowed(), &cfg.github.web_url)
         .map_err(|e| ApiError::field("repo", e.to_string()))?;
     if let Some(b) = &p.base_branch {
         check_branch(b)?;

@@ -215,7 +215,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn local_repositories_can_be_switched_off() {
-    let h = Harness::start_with(Scenario::new(), |c| c.allow_local_repos = false).await;
+    let h = Harness::start_with(Scenario::new(), |c| c.allow_local_repos = Some(false)).await;
     let repo = h.repo(&[("README", "r\n")]);
     let (got, v) = h
         .request(

@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod auth;
+
+pub use auth::AuthConfig;
+pub use auth::GithubConfig;
+pub use auth::RateLimits;
+
 /// The default model: the current Claude Sonnet.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-5-5";
 
@@ -69,8 +75,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The URL users reach; `http://<listen>` when empty.
     pub public_url: String,
-    /// Whether tasks may name a repository on the coordinator's disk.
-    pub allow_local_repos: bool,
+    /// Whether tasks may name a repository on the coordinator's disk; when unset,
+    /// allowed with local auth and refused with GitHub sign-in.
+    pub allow_local_repos: Option<bool>,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// Scheduler settings.
@@ -87,6 +94,8 @@ pub struct Config {
     pub git: GitConfig,
     /// GitHub settings (sign-in and `owner/name` repositories).
     pub github: GithubConfig,
+    /// Sessions, operators and rate limits.
+    pub auth: AuthConfig,
     /// What `dockhand gc` keeps.
     pub retention: RetentionConfig,
     /// The data directory (not a config key: `DOCKHAND_DATA_DIR` or the default).
@@ -220,20 +229,12 @@ pub struct GitConfig {
     pub max_bundle_bytes: u64,
 }
 
-/// `[github]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GithubConfig {
-    /// Web base URL, for `owner/name` clone URLs.
-    pub web_url: String,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             public_url: String::new(),
-            allow_local_repos: true,
+            allow_local_repos: None,
             sandbox: SandboxConfig::default(),
             scheduler: SchedulerConfig::default(),
             model: ModelConfig::default(),
@@ -242,6 +243,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             git: GitConfig::default(),
             github: GithubConfig::default(),
+            auth: AuthConfig::default(),
             retention: RetentionConfig::default(),
             data_dir: PathBuf::new(),
         }
@@ -310,14 +312,6 @@ impl Default for GitConfig {
             author_name: "Dockhand".into(),
             author_email: "dockhand@localhost".into(),
             max_bundle_bytes: 512 << 20,
-        }
-    }
-}
-
-impl Default for GithubConfig {
-    fn default() -> Self {
-        GithubConfig {
-            web_url: "https://github.com".into(),
         }
     }
 }
@@ -392,7 +386,7 @@ impl Config {
             });
         }
         if let Some(v) = get("DOCKHAND_ALLOW_LOCAL_REPOS") {
-            self.allow_local_repos = parse_bool("DOCKHAND_ALLOW_LOCAL_REPOS", &v)?;
+            self.allow_local_repos = Some(parse_bool("DOCKHAND_ALLOW_LOCAL_REPOS", &v)?);
         }
         if let Some(v) = get("DOCKHAND_MAX_CONCURRENT_TASKS") {
             self.scheduler.max_concurrent = v.parse().map_err(|_| ConfigError::Env {
@@ -409,9 +403,7 @@ impl Config {
         if let Some(v) = get("DOCKHAND_MODEL") {
             self.model.name = v;
         }
-        if let Some(v) = get("DOCKHAND_GITHUB_WEB_URL") {
-            self.github.web_url = v;
-        }
+        self.github.apply_env(&get);
         Ok(())
     }
 
@@ -432,6 +424,11 @@ impl Config {
             return Err(bad("model.name must not be empty"));
         }
         Ok(())
+    }
+
+    /// Whether tasks may name local paths.
+    pub fn local_repos_allowed(&self) -> bool {
+        self.allow_local_repos.unwrap_or(!self.github.enabled())
     }
 
     /// The URL users reach.
@@ -491,11 +488,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.scheduler.max_concurrent, 7);
-        assert!(!c.allow_local_repos);
+        assert!(!c.local_repos_allowed());
         assert!(
             !format!("{c:?}").contains("sk-x"),
             "the key must not show in Debug"
         );
+    }
+
+    #[test]
+    fn github_settings_come_from_the_environment_and_turn_off_local_repos() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(dir.path(), &env_of(&[])).unwrap();
+        assert!(!c.github.enabled() && c.local_repos_allowed());
+        let c = Config::load(
+            dir.path(),
+            &env_of(&[
+                ("DOCKHAND_GITHUB_CLIENT_ID", "id"),
+                ("DOCKHAND_GITHUB_CLIENT_SECRET", "shh-secret"),
+                ("DOCKHAND_GITHUB_ALLOWED_USERS", "alice, bob"),
+                ("DOCKHAND_GITHUB_ALLOWED_ORGS", "acme"),
+                ("DOCKHAND_GITHUB_API_URL", "http://127.0.0.1:1"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.github.enabled());
+        assert_eq!(c.github.allowed_users, ["alice", "bob"]);
+        assert_eq!(c.github.allowed_orgs, ["acme"]);
+        assert_eq!(c.github.api_url, "http://127.0.0.1:1");
+        assert!(
+            !c.local_repos_allowed(),
+            "off by default with GitHub sign-in"
+        );
+        assert!(!format!("{c:?}").contains("shh-secret"));
+        let c = Config::load(
+            dir.path(),
+            &env_of(&[
+                ("DOCKHAND_GITHUB_CLIENT_ID", "id"),
+                ("DOCKHAND_ALLOW_LOCAL_REPOS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.local_repos_allowed());
     }
 
     #[test]
