@@ -13,6 +13,7 @@ mod publish;
 mod runner;
 pub mod sandboxes;
 pub mod scheduler;
+pub mod secrets;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod conversation;
 mod error;
 mod events;
 mod schema;
+mod sessions;
 mod tasks;
 mod time;
 mod users;
@@ -27,6 +28,7 @@ pub use conversation::*;
 pub use error::StoreError;
 pub use events::Committed;
 pub use events::Publish;
+pub use sessions::Refresh;
 pub use tasks::*;
 pub use time::now_ms;
 pub use time::rfc3339;
@@ -184,6 +186,17 @@ impl Store {
             pool.push(conn);
         }
         out
+    }
+
+    /// Records a token's use without waiting for the commit.
+    pub(crate) fn touch_token(&self, token_id: i64, now: i64) -> Result<()> {
+        self.inner.writer.submit(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                rusqlite::params![token_id, now],
+            )?;
+            Ok(())
+        })
     }
 
     /// Runs `f` inside the writer's next group transaction and resolves after commit.

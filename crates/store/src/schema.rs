@@ -112,6 +112,28 @@ const MIGRATIONS: &[&str] = &[
         last_used INTEGER NOT NULL
     );
     "#,
+    // 3: accounts: GitHub identities, sessions and refresh tokens.
+    r#"
+    ALTER TABLE users ADD COLUMN github_token TEXT;
+    ALTER TABLE users ADD COLUMN github_scopes TEXT;
+    ALTER TABLE users ADD COLUMN last_login_at INTEGER;
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL,
+        cookie_hash TEXT UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE refresh_tokens (
+        hash TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id),
+        created_at INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens(user_id);
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -329,3 +329,122 @@ async fn task_list_pages_newest_first_and_filters_by_user() {
     }
     assert!(TaskCursor::decode("junk").is_none());
 }
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let u = store
+        .upsert_github_user(42, "alice", UserRole::User)
+        .await
+        .unwrap();
+    let far = now_ms() + 60_000;
+    store
+        .create_session("s1".into(), u.id, "cli", None, Some("r1".into()), far)
+        .await
+        .unwrap();
+    assert!(store.live_session("s1", now_ms()).unwrap().is_some());
+    assert!(matches!(
+        store
+            .rotate_refresh("r1".into(), "r2".into())
+            .await
+            .unwrap(),
+        Refresh::Rotated { .. }
+    ));
+    assert_eq!(
+        store
+            .rotate_refresh("nope".into(), "r3".into())
+            .await
+            .unwrap(),
+        Refresh::Invalid
+    );
+    // Using r1 again means it was stolen: the whole session goes.
+    assert_eq!(
+        store
+            .rotate_refresh("r1".into(), "r4".into())
+            .await
+            .unwrap(),
+        Refresh::Reused
+    );
+    assert!(store.live_session("s1", now_ms()).unwrap().is_none());
+    assert_eq!(
+        store
+            .rotate_refresh("r2".into(), "r5".into())
+            .await
+            .unwrap(),
+        Refresh::Invalid
+    );
+    // A renamed GitHub account keeps its user.
+    let again = store
+        .upsert_github_user(42, "alice2", UserRole::Operator)
+        .await
+        .unwrap();
+    assert_eq!(again.id, u.id);
+    assert_eq!(again.role, UserRole::Operator);
+}
+
+#[tokio::test]
+async fn cookie_sessions_expire_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let u = store
+        .upsert_github_user(7, "bob", UserRole::User)
+        .await
+        .unwrap();
+    store
+        .create_session(
+            "w1".into(),
+            u.id,
+            "web",
+            Some("c1".into()),
+            None,
+            now_ms() + 1_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .session_by_cookie("c1", now_ms())
+            .unwrap()
+            .unwrap()
+            .1
+            .login,
+        "bob"
+    );
+    assert!(
+        store
+            .session_by_cookie("c1", now_ms() + 2_000)
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(store.revoke_session("w1").await.unwrap());
+    assert!(store.session_by_cookie("c1", now_ms()).unwrap().is_none());
+    assert!(!store.revoke_session("w1").await.unwrap());
+}
+
+#[tokio::test]
+async fn personal_tokens_list_revoke_and_stay_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let a = store
+        .upsert_github_user(1, "a", UserRole::User)
+        .await
+        .unwrap();
+    let b = store
+        .upsert_github_user(2, "b", UserRole::User)
+        .await
+        .unwrap();
+    let t = store
+        .insert_token(a.id, "laptop", TokenKind::Personal, "h1".into())
+        .await
+        .unwrap();
+    assert_eq!(store.list_tokens(a.id).unwrap()[0].name, "laptop");
+    assert!(store.list_tokens(b.id).unwrap().is_empty());
+    assert!(!store.revoke_token(b.id, t).await.unwrap(), "not b's token");
+    assert_eq!(store.user_by_token_hash("h1").unwrap().unwrap().login, "a");
+    store.flush().await.unwrap();
+    assert!(store.list_tokens(a.id).unwrap()[0].last_used_at.is_some());
+    assert!(store.revoke_token(a.id, t).await.unwrap());
+    assert!(store.user_by_token_hash("h1").unwrap().is_none());
+}

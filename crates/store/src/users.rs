@@ -16,14 +16,14 @@ pub enum UserRole {
 }
 
 impl UserRole {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UserRole::User => "user",
             UserRole::Operator => "operator",
         }
     }
 
-    fn parse(s: &str) -> UserRole {
+    pub(crate) fn parse(s: &str) -> UserRole {
         if s == "operator" {
             UserRole::Operator
         } else {
@@ -41,6 +41,28 @@ pub struct User {
     pub login: String,
     /// Role.
     pub role: UserRole,
+}
+
+/// Reads `id, login, role` starting at column `at`.
+pub(crate) fn user_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(at)?,
+        login: r.get(at + 1)?,
+        role: UserRole::parse(&r.get::<_, String>(at + 2)?),
+    })
+}
+
+/// A personal API token as listed (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last used, ms.
+    pub last_used_at: Option<i64>,
 }
 
 /// Kinds of stored token.
@@ -127,22 +149,135 @@ impl Store {
         })
     }
 
-    /// The user owning the unrevoked token with this hash.
+    /// The user owning the unrevoked token with this hash, and the token's id. Records
+    /// the use (at most once a minute, to spare the writer).
     pub fn user_by_token_hash(&self, hash: &str) -> Result<Option<User>> {
-        self.read(|c| {
+        let found: Option<(User, i64, Option<i64>)> = self.read(|c| {
             Ok(c.query_row(
-                "SELECT u.id, u.login, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                "SELECT u.id, u.login, u.role, t.id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
                  WHERE t.hash = ?1 AND t.revoked_at IS NULL",
                 [hash],
-                |r| {
-                    Ok(User {
-                        id: r.get(0)?,
-                        login: r.get(1)?,
-                        role: UserRole::parse(&r.get::<_, String>(2)?),
-                    })
-                },
+                |r| Ok((user_from_row(r, 0)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?)
+        })?;
+        let Some((user, token_id, last)) = found else {
+            return Ok(None);
+        };
+        let now = crate::now_ms();
+        if last.is_none_or(|l| now - l > 60_000) {
+            // Fire and forget: a lost update only makes "last used" a minute stale.
+            let _ = self.touch_token(token_id, now);
+        }
+        Ok(Some(user))
+    }
+
+    /// The user signed in with GitHub account `github_id`, created or updated.
+    pub async fn upsert_github_user(
+        &self,
+        github_id: i64,
+        login: &str,
+        role: UserRole,
+    ) -> Result<User> {
+        let login = login.to_owned();
+        self.transact(move |ctx| {
+            let now = ctx.now();
+            // Logins can change on GitHub; the id cannot. A local user of the same
+            // login (none but `admin` exist) is not taken over.
+            let existing: Option<i64> = ctx
+                .conn()
+                .query_row("SELECT id FROM users WHERE github_id = ?1", [github_id], |r| r.get(0))
+                .optional()?;
+            let id = match existing {
+                Some(id) => {
+                    ctx.conn().execute(
+                        "UPDATE users SET login = ?2, role = ?3 WHERE id = ?1",
+                        params![id, login, role.as_str()],
+                    )?;
+                    id
+                }
+                None => {
+                    ctx.conn().execute(
+                        "INSERT INTO users (login, github_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![login, github_id, role.as_str(), now],
+                    )?;
+                    ctx.conn().last_insert_rowid()
+                }
+            };
+            Ok(User { id, login, role })
+        })
+        .await
+    }
+
+    /// Stores a user's GitHub token, already encrypted, and its scopes.
+    pub async fn set_github_token(
+        &self,
+        user_id: i64,
+        sealed: String,
+        scopes: String,
+    ) -> Result<()> {
+        self.transact(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE users SET github_token = ?2, github_scopes = ?3 WHERE id = ?1",
+                params![user_id, sealed, scopes],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A user's encrypted GitHub token and its scopes.
+    pub fn github_token(&self, user_id: i64) -> Result<Option<(String, String)>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT github_token, COALESCE(github_scopes, '') FROM users WHERE id = ?1 AND github_token IS NOT NULL",
+                [user_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+    }
+
+    /// A user's unrevoked personal tokens, newest first.
+    pub fn list_tokens(&self, user_id: i64) -> Result<Vec<TokenInfo>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, name, created_at, last_used_at FROM api_tokens \
+                 WHERE user_id = ?1 AND kind = 'personal' AND revoked_at IS NULL ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map([user_id], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_used_at: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Revokes a user's personal token; false when it is not theirs or already revoked.
+    pub async fn revoke_token(&self, user_id: i64, token_id: i64) -> Result<bool> {
+        self.transact(move |ctx| {
+            let n = ctx.conn().execute(
+                "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND kind = 'personal' AND revoked_at IS NULL",
+                params![token_id, user_id, ctx.now()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Tasks of `user_id` that are queued or running.
+    pub fn active_task_count(&self, user_id: i64) -> Result<u64> {
+        self.read(|c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM tasks WHERE user_id = ?1 AND status IN ('queued', 'provisioning', 'running', 'publishing')",
+                [user_id],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
         })
     }
 }

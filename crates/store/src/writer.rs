@@ -113,6 +113,21 @@ impl Writer {
         })
     }
 
+    /// Queues a job without waiting for its commit.
+    pub(crate) fn submit(
+        &self,
+        f: impl FnOnce(&mut JobCtx<'_>) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let job: Job = Box::new(move |ctx| match f(ctx) {
+            Ok(()) => Some(Box::new(|_: Result<()>| {}) as Completion),
+            Err(e) => {
+                tracing::warn!(error = %e, "a background store update failed");
+                None
+            }
+        });
+        self.send(Op::Job(job))
+    }
+
     pub(crate) async fn transact<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut JobCtx<'_>) -> Result<R> + Send + 'static,

@@ -1,0 +1,459 @@
+//! A fake GitHub on loopback: the OAuth web and device flows and the few REST
+//! routes Dockhand's sign-in uses, with the real wire shapes (PROTOCOLS.md 1c).
+//! The web pages and the API share one base URL, so the coordinator is set up
+//! with `web_url = api_url = base_url()`.
+//!
+//! Sign-in is automatic: `/login/oauth/authorize` approves at once as the user
+//! named by `login` (the first configured user otherwise) and the device flow
+//! approves on the third poll. Every request is recorded whole, secrets
+//! included, so a test can search them for leaks.
+
+mod api;
+mod form;
+mod oauth;
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::sync::PoisonError;
+use std::time::Duration;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use axum::routing::post;
+use rand::Rng;
+use tokio::task::JoinHandle;
+
+use crate::FakeError;
+
+/// Request bodies above this get 413; OAuth forms are tiny.
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// At most this many live codes of each kind, and minted tokens, before the
+/// fake refuses with 503: keeps a runaway client from growing it without bound.
+const MAX_GRANTS: usize = 10_000;
+/// The recorded requests and device polls keep the latest this many.
+const MAX_RECORDED: usize = 10_000;
+/// GitHub's web-flow codes live 10 minutes.
+const CODE_TTL: Duration = Duration::from_secs(600);
+
+/// What the fake knows and how it listens.
+#[derive(Clone, Debug)]
+pub struct FakeGitHubOptions {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// User logins; their ids are 1001, 1002, ... in this order. At least one.
+    pub users: Vec<String>,
+    /// Organizations and the logins of their members (each a known user).
+    pub orgs: Vec<(String, Vec<String>)>,
+    /// `owner/name` repositories, visible to every user.
+    pub repos: Vec<String>,
+    /// When set, other client ids are refused; any is accepted otherwise.
+    pub client_id: Option<String>,
+    /// When set, the code exchange needs it; any is accepted otherwise.
+    pub client_secret: Option<String>,
+    /// The device flow's `interval`, in seconds.
+    pub device_interval: u64,
+    /// What `slow_down` adds to the interval, in seconds.
+    pub slow_down_increment: u64,
+    /// The device code's `expires_in`, in seconds; 0 makes it expire at once.
+    pub device_expires_in: u64,
+}
+
+impl Default for FakeGitHubOptions {
+    fn default() -> Self {
+        FakeGitHubOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: Vec::new(),
+            orgs: Vec::new(),
+            repos: Vec::new(),
+            client_id: None,
+            client_secret: None,
+            device_interval: 5,
+            slow_down_increment: 5,
+            device_expires_in: 900,
+        }
+    }
+}
+
+/// One request as it arrived, nothing redacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The raw query string, empty when there is none.
+    pub query: String,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body, decoded as UTF-8 (lossily).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of a header, by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running fake; stops when dropped.
+pub struct FakeGitHub {
+    addr: SocketAddr,
+    state: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+impl FakeGitHub {
+    /// Checks the options, binds and serves.
+    pub async fn start(options: FakeGitHubOptions) -> Result<Self, FakeError> {
+        let directory = Directory::new(&options)?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| FakeError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| FakeError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+        let state = Arc::new(Shared {
+            directory,
+            base_url: format!("http://{addr}"),
+            client_id: options.client_id,
+            client_secret: options.client_secret,
+            device_interval: options.device_interval,
+            slow_down_increment: options.slow_down_increment,
+            device_ttl: Duration::from_secs(options.device_expires_in),
+            inner: Mutex::new(Inner::default()),
+        });
+        let app = Router::new()
+            .route("/login/oauth/authorize", get(oauth::authorize))
+            .route("/login/oauth/access_token", post(oauth::access_token))
+            .route("/login/device/code", post(oauth::device_code))
+            .route("/login/device", get(oauth::device_page))
+            .route("/user", get(api::user))
+            .route("/user/orgs", get(api::user_orgs))
+            .route("/user/repos", get(api::user_repos))
+            .route("/user/memberships/orgs/{org}", get(api::membership))
+            .route("/orgs/{org}/members/{username}", get(api::org_member))
+            .fallback(api::not_found)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake GitHub server stopped");
+            }
+        });
+        Ok(FakeGitHub {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: both the web and the API base URL.
+    pub fn base_url(&self) -> String {
+        self.state.base_url.clone()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every access token minted, in order, revoked ones included.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.lock().issued.clone()
+    }
+
+    /// The recorded requests (the latest 10,000), in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().requests.iter().cloned().collect()
+    }
+
+    /// Makes later API calls with `token` get 401. Returns whether it was live.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        self.state.lock().tokens.remove(token).is_some()
+    }
+
+    /// When each device-flow poll arrived, whatever its answer, so a test can
+    /// check the client kept to the interval.
+    pub fn device_polls(&self) -> Vec<Instant> {
+        self.state.lock().device_polls.iter().copied().collect()
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The configured users, orgs and repos; fixed once started.
+struct Directory {
+    users: Vec<User>,
+    orgs: Vec<Org>,
+    repos: Vec<Repo>,
+}
+
+struct User {
+    login: String,
+    id: u64,
+}
+
+struct Org {
+    login: String,
+    id: u64,
+    /// Indexes into `Directory::users`.
+    members: Vec<usize>,
+}
+
+struct Repo {
+    id: u64,
+    owner: String,
+    name: String,
+}
+
+impl Directory {
+    fn new(options: &FakeGitHubOptions) -> Result<Self, FakeError> {
+        let invalid = |message: String| Err(FakeError::Scenario(message));
+        if options.users.is_empty() {
+            return invalid("the fake GitHub needs at least one user".into());
+        }
+        let mut users: Vec<User> = Vec::new();
+        for (login, id) in options.users.iter().zip(1001..) {
+            if login.is_empty() || users.iter().any(|u| u.login.eq_ignore_ascii_case(login)) {
+                return invalid(format!("user login {login:?} is empty or repeated"));
+            }
+            users.push(User {
+                login: login.clone(),
+                id,
+            });
+        }
+        let mut directory = Directory {
+            users,
+            orgs: Vec::new(),
+            repos: Vec::new(),
+        };
+        // Org and repo ids start far from user ids so they never collide.
+        for ((login, members), id) in options.orgs.iter().zip(500_001..) {
+            let members = members
+                .iter()
+                .map(|m| {
+                    directory.user_index(m).ok_or_else(|| {
+                        FakeError::Scenario(format!("org {login:?} lists unknown user {m:?}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if login.is_empty() || directory.org(login).is_some() {
+                return invalid(format!("org {login:?} is empty or repeated"));
+            }
+            directory.orgs.push(Org {
+                login: login.clone(),
+                id,
+                members,
+            });
+        }
+        for (full_name, id) in options.repos.iter().zip(700_001..) {
+            match full_name.split_once('/') {
+                Some((owner, name))
+                    if !owner.is_empty() && !name.is_empty() && !name.contains('/') =>
+                {
+                    directory.repos.push(Repo {
+                        id,
+                        owner: owner.to_owned(),
+                        name: name.to_owned(),
+                    });
+                }
+                _ => return invalid(format!("repo {full_name:?} is not owner/name")),
+            }
+        }
+        Ok(directory)
+    }
+
+    /// Logins are case-insensitive on GitHub.
+    fn user_index(&self, login: &str) -> Option<usize> {
+        self.users
+            .iter()
+            .position(|u| u.login.eq_ignore_ascii_case(login))
+    }
+
+    fn org(&self, login: &str) -> Option<&Org> {
+        self.orgs
+            .iter()
+            .find(|o| o.login.eq_ignore_ascii_case(login))
+    }
+}
+
+struct Shared {
+    directory: Directory,
+    base_url: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    device_interval: u64,
+    slow_down_increment: u64,
+    device_ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Web-flow codes not yet exchanged.
+    codes: HashMap<String, CodeGrant>,
+    /// Device codes not yet approved (expired ones stay, to say so).
+    devices: HashMap<String, DeviceGrant>,
+    /// Live access tokens.
+    tokens: HashMap<String, TokenGrant>,
+    issued: Vec<String>,
+    requests: VecDeque<RecordedRequest>,
+    device_polls: VecDeque<Instant>,
+    /// For `x-github-request-id`.
+    counter: u64,
+}
+
+struct CodeGrant {
+    user: usize,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    expires: Instant,
+}
+
+struct DeviceGrant {
+    client_id: Option<String>,
+    scopes: Vec<String>,
+    polls: u32,
+    interval: u64,
+    expires: Instant,
+}
+
+struct TokenGrant {
+    user: usize,
+    scopes: Vec<String>,
+    /// API calls made with it, for the rate-limit headers.
+    used: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// A new `gho_fake_` token for `user`, or `None` when the cap is reached.
+    fn mint(&mut self, user: usize, scopes: Vec<String>) -> Option<String> {
+        if self.issued.len() >= MAX_GRANTS {
+            return None;
+        }
+        let token = format!("gho_fake_{}", random_alnum(36));
+        self.issued.push(token.clone());
+        self.tokens.insert(
+            token.clone(),
+            TokenGrant {
+                user,
+                scopes,
+                used: 0,
+            },
+        );
+        Some(token)
+    }
+
+    /// Whether another code fits, after dropping expired web-flow codes.
+    /// Expired device codes are dropped only under pressure, because they
+    /// answer `expired_token` rather than `incorrect_device_code`.
+    fn room_for_code(&mut self, now: Instant) -> bool {
+        if self.codes.len() + self.devices.len() < MAX_GRANTS {
+            return true;
+        }
+        self.codes.retain(|_, grant| grant.expires > now);
+        self.devices.retain(|_, grant| grant.expires > now);
+        self.codes.len() + self.devices.len() < MAX_GRANTS
+    }
+
+    fn next_request_id(&mut self) -> String {
+        self.counter += 1;
+        format!("FAKE:{:04X}:{:06X}", std::process::id() & 0xFFFF, self.counter)
+    }
+}
+
+/// Scopes as GitHub reads them: space- or comma-separated, deduplicated.
+fn parse_scopes(scope: &str) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for s in scope.split([' ', ',']).filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|have| have == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    scopes
+}
+
+fn random_alnum(len: usize) -> String {
+    random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", len)
+}
+
+fn random_hex(len: usize) -> String {
+    random_from(b"0123456789abcdef", len)
+}
+
+fn random_from(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+        .collect()
+}
+
+/// Records every request whole, then passes it on.
+async fn record(State(state): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    };
+    let recorded = RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    {
+        let mut inner = state.lock();
+        if inner.requests.len() >= MAX_RECORDED {
+            inner.requests.pop_front();
+        }
+        inner.requests.push_back(recorded);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// 503 when a cap is reached: a plain refusal the client cannot mistake for
+/// a GitHub answer.
+fn over_capacity() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the fake GitHub holds too many codes or tokens",
+    )
+        .into_response()
+}
