@@ -8,6 +8,7 @@
 mod environment;
 mod error;
 mod git;
+pub mod github;
 mod repo;
 mod safe_read;
 

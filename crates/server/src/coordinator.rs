@@ -47,6 +47,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] dockhand_store::StoreError),
+    /// Keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::secrets::KeyError),
     /// Local auth could not be set up.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
@@ -169,11 +172,27 @@ impl Coordinator {
         });
         crate::janitor::remove_orphans(&deps).await;
         let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
+        let keys = crate::secrets::Keys::load(&data_dir, &config.jwt_secret)?;
+        let github = if config.github.enabled() {
+            let g = &config.github;
+            Some(
+                dockhand_forge::github::GitHubClient::new(
+                    &g.web_url,
+                    &g.api_url,
+                    &g.client_id,
+                    &g.client_secret,
+                )
+                .map_err(|e| StartError::Model(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let state = AppState {
             store,
             hub,
             scheduler: scheduler.clone(),
             config: config.clone(),
+            auth: Arc::new(crate::auth::AuthState::new(keys, github)),
         };
 
         let listener = match listener {
@@ -193,8 +212,11 @@ impl Coordinator {
         let app = crate::api::router(state.clone());
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the HTTP server stopped");
             }

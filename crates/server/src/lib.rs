@@ -10,6 +10,7 @@ mod metrics;
 mod pool;
 mod provision;
 mod publish;
+mod ratelimit;
 mod runner;
 pub mod sandboxes;
 pub mod scheduler;
@@ -34,4 +35,6 @@ pub struct AppState {
     pub scheduler: scheduler::Scheduler,
     /// Configuration.
     pub config: Arc<Config>,
+    /// Keys, GitHub sign-in and rate limits.
+    pub auth: Arc<auth::AuthState>,
 }

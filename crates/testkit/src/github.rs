@@ -388,7 +388,11 @@ impl Inner {
 
     fn next_request_id(&mut self) -> String {
         self.counter += 1;
-        format!("FAKE:{:04X}:{:06X}", std::process::id() & 0xFFFF, self.counter)
+        format!(
+            "FAKE:{:04X}:{:06X}",
+            std::process::id() & 0xFFFF,
+            self.counter
+        )
     }
 }
 
@@ -404,7 +408,10 @@ fn parse_scopes(scope: &str) -> Vec<String> {
 }
 
 fn random_alnum(len: usize) -> String {
-    random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", len)
+    random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        len,
+    )
 }
 
 fn random_hex(len: usize) -> String {
@@ -445,7 +452,8 @@ async fn record(State(state): State<Arc<Shared>>, request: Request, next: Next) 
         }
         inner.requests.push_back(recorded);
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// 503 when a cap is reached: a plain refusal the client cannot mistake for
@@ -457,3 +465,7 @@ fn over_capacity() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+#[path = "github_tests.rs"]
+mod tests;

@@ -1,7 +1,9 @@
 //! Loopback fakes that speak the real wire protocols, for tests, demos and UI
-//! work without the real services. [`anthropic`] fakes the Messages API.
+//! work without the real services. [`anthropic`] fakes the Messages API;
+//! [`github`] fakes GitHub's OAuth flows and the REST calls sign-in makes.
 
 pub mod anthropic;
+pub mod github;
 
 use std::net::SocketAddr;
 
@@ -11,6 +13,9 @@ pub use anthropic::Fault;
 pub use anthropic::Scenario;
 pub use anthropic::ToolUse;
 pub use anthropic::Turn;
+pub use github::FakeGitHub;
+pub use github::FakeGitHubOptions;
+pub use github::RecordedRequest;
 
 /// Why a fake could not start.
 #[derive(Debug, thiserror::Error)]

@@ -49,6 +49,17 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: too many requests; try again after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited.
+        message: String,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
+    /// 502: GitHub (or another upstream) failed or refused.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500: our fault; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,6 +104,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -107,6 +120,10 @@ impl IntoResponse for ApiError {
                 "internal error; the server log has the details".to_owned()
             }
             other => other.to_string(),
+        };
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
         };
         let fields = match self {
             ApiError::BadRequest { fields, .. } | ApiError::TooLarge { fields, .. }
@@ -124,6 +141,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

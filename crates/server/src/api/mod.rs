@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(events::router())
         .merge(admin::router())
+        .merge(crate::auth::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -26,6 +26,7 @@ use super::ApiError;
 use super::ApiJson;
 use crate::AppState;
 use crate::auth::AuthUser;
+use crate::auth::ClientIp;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -93,9 +94,39 @@ fn title_of(prompt: &str) -> String {
     }
 }
 
+/// Per-user and per-IP task limits, and the cap on a user's queued or running tasks.
+fn check_task_limits(state: &AppState, user: &AuthUser, ip: &str) -> Result<(), ApiError> {
+    let limits = &state.config.auth.rate_limits;
+    let limited = |wait| ApiError::RateLimited {
+        message: "too many tasks started; wait a moment".into(),
+        retry_after: wait,
+    };
+    state
+        .auth
+        .limiter
+        .check("tasks-user", &user.0.id.to_string(), limits.tasks_per_user)
+        .map_err(limited)?;
+    state
+        .auth
+        .limiter
+        .check("tasks-ip", ip, limits.tasks_per_ip)
+        .map_err(limited)?;
+    let cap = state.config.auth.max_active_tasks_per_user;
+    if state.store.active_task_count(user.0.id)? >= cap {
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "you have {cap} tasks queued or running (auth.max_active_tasks_per_user); wait for one to finish"
+            ),
+            retry_after: std::time::Duration::from_secs(30),
+        });
+    }
+    Ok(())
+}
+
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     ApiJson(p): ApiJson<CreateTaskParams>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let cfg = &state.config;
@@ -130,6 +161,7 @@ async fn create(
             return Err(ApiError::field("image", "is not an image reference"));
         }
     }
+    check_task_limits(&state, &user, &ip)?;
     let id = TaskId::generate();
     let row = state
         .store
@@ -208,11 +240,15 @@ async fn show(
 async fn follow_up(
     State(state): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(p): ApiJson<FollowUpParams>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let row = load_task(&state, &user, &id)?;
     check_text("text", &p.text, state.config.limits.max_prompt_bytes)?;
+    if row.status.is_terminal() {
+        check_task_limits(&state, &user, &ip)?;
+    }
     state.store.follow_up(&row.id, p.text).await?;
     state.scheduler.wake();
     let row = state

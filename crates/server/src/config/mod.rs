@@ -98,6 +98,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What `dockhand gc` keeps.
     pub retention: RetentionConfig,
+    /// The JWT signing key (`DOCKHAND_JWT_SECRET`; not a config key).
+    #[serde(skip)]
+    pub jwt_secret: crate::secrets::Secret,
     /// The data directory (not a config key: `DOCKHAND_DATA_DIR` or the default).
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -245,6 +248,7 @@ impl Default for Config {
             github: GithubConfig::default(),
             auth: AuthConfig::default(),
             retention: RetentionConfig::default(),
+            jwt_secret: crate::secrets::Secret::default(),
             data_dir: PathBuf::new(),
         }
     }
@@ -404,6 +408,9 @@ impl Config {
             self.model.name = v;
         }
         self.github.apply_env(&get);
+        if let Some(v) = get("DOCKHAND_JWT_SECRET") {
+            self.jwt_secret = crate::secrets::Secret(v);
+        }
         Ok(())
     }
 

@@ -1,23 +1,16 @@
-//! Local auth: the admin token, API tokens stored as hashes, and the extractor
-//! that turns a bearer token into a user.
+//! Local auth: the admin token (hashed in the store, and in a 0600 file for the
+//! operator), and how tokens are made and hashed.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
 use dockhand_store::Store;
 use dockhand_store::TokenKind;
-use dockhand_store::User;
 use dockhand_store::UserRole;
 use rand::Rng;
 use sha2::Digest;
 use sha2::Sha256;
-
-use crate::AppState;
-use crate::api::ApiError;
 
 /// File holding the admin token, mode 0600.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -89,48 +82,4 @@ pub async fn bootstrap_admin(
             source: e,
         })?;
     Ok(Some(token))
-}
-
-/// The signed-in user making a request.
-#[derive(Clone, Debug)]
-pub struct AuthUser(pub User);
-
-impl AuthUser {
-    /// Whether the user sees everyone's tasks.
-    pub fn is_operator(&self) -> bool {
-        self.0.role == UserRole::Operator
-    }
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::Unauthorized(
-                "credentials required: send Authorization: Bearer <token>".into(),
-            ));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 512)
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "malformed Authorization header; expected Bearer <token>".into(),
-                )
-            })?;
-        match state.store.user_by_token_hash(&hash_token(token))? {
-            Some(user) => Ok(AuthUser(user)),
-            None => Err(ApiError::Unauthorized("invalid or revoked token".into())),
-        }
-    }
 }
