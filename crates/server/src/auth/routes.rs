@@ -194,13 +194,12 @@ async fn logout(
         })?
     };
     let mut revoked = false;
-    if let Some(value) = super::cookie(&headers, SESSION_COOKIE) {
-        if let Some((sid, _)) = state
+    if let Some(value) = super::cookie(&headers, SESSION_COOKIE)
+        && let Some((sid, _)) = state
             .store
             .session_by_cookie(&hash_token(&value), dockhand_store::now_ms())?
-        {
-            revoked |= state.store.revoke_session(&sid).await?;
-        }
+    {
+        revoked |= state.store.revoke_session(&sid).await?;
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -209,10 +208,10 @@ async fn logout(
     if let Some(claims) = bearer.and_then(|t| state.auth.keys.verify_access(t, now_secs()).ok()) {
         revoked |= state.store.revoke_session(&claims.sid).await?;
     }
-    if let Some(rt) = body.refresh_token {
-        if let Some(sid) = state.store.session_of_refresh(&hash_token(&rt))? {
-            revoked |= state.store.revoke_session(&sid).await?;
-        }
+    if let Some(rt) = body.refresh_token
+        && let Some(sid) = state.store.session_of_refresh(&hash_token(&rt))?
+    {
+        revoked |= state.store.revoke_session(&sid).await?;
     }
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
     let status = if revoked {
