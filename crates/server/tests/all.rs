@@ -5,6 +5,8 @@
 #[path = "all/common.rs"]
 mod common;
 
+#[path = "all/accounts.rs"]
+mod accounts;
 #[path = "all/api.rs"]
 mod api;
 #[path = "all/concurrency.rs"]

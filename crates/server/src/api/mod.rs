@@ -3,6 +3,7 @@
 mod admin;
 mod error;
 mod events;
+mod home;
 mod tasks;
 
 use axum::Router;
@@ -23,6 +24,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.limits.max_body_bytes;
     Router::new()
+        .route("/", get(home::home))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::render))
         .route("/api/v1/openapi.json", get(openapi))

@@ -57,8 +57,9 @@ impl Harness {
         let mut config = Config::load(&data, &env).unwrap();
         // Tests pick their backend; docker ones say so.
         config.sandbox.backend = Some(dockhand_server::config::Backend::Local);
-        tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        config.public_url = format!("http://{}", listener.local_addr().unwrap());
+        tweak(&mut config);
         let coord = Coordinator::start(config, Some(listener)).await.unwrap();
         let token = std::fs::read_to_string(data.join("admin-token"))
             .unwrap()

@@ -1,0 +1,560 @@
+//! Sign-in, sessions, tokens, isolation and limits, against the fake GitHub.
+
+use dockhand_protocol::TaskStatus;
+use dockhand_server::Config;
+use dockhand_testkit::FakeGitHub;
+use dockhand_testkit::FakeGitHubOptions;
+use dockhand_testkit::Scenario;
+use dockhand_testkit::Turn;
+use reqwest::Method;
+use serde_json::Value;
+use serde_json::json;
+
+use crate::common::*;
+
+async fn github_harness(
+    scenario: Scenario,
+    tweak: impl FnOnce(&mut Config),
+) -> (Harness, FakeGitHub) {
+    let gh = FakeGitHub::start(FakeGitHubOptions {
+        users: vec!["alice".into(), "bob".into(), "mallory".into()],
+        orgs: vec![("acme".into(), vec!["bob".into()])],
+        repos: vec!["acme/demo".into()],
+        client_id: Some("cid".into()),
+        client_secret: Some("csecret".into()),
+        device_interval: 0,
+        slow_down_increment: 1,
+        ..FakeGitHubOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = gh.base_url();
+    let h = Harness::start_with(scenario, |c| {
+        c.github.client_id = "cid".into();
+        c.github.client_secret = "csecret".into();
+        c.github.web_url = url.clone();
+        c.github.api_url = url;
+        c.github.allowed_users = vec!["alice".into()];
+        c.github.allowed_orgs = vec!["acme".into()];
+        c.allow_local_repos = Some(true);
+        tweak(c);
+    })
+    .await;
+    (h, gh)
+}
+
+/// A browser (cookies, redirects followed, our Origin on every request) signed in as `login`.
+async fn browser(h: &Harness, login: &str) -> (reqwest::Client, reqwest::Response) {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("origin", h.base.parse().unwrap());
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}/auth/github/login?login={login}", h.base))
+        .send()
+        .await
+        .unwrap();
+    (client, resp)
+}
+
+/// Signs in through the device flow (the fake approves as its first user, alice).
+async fn device_sign_in(h: &Harness) -> Value {
+    let http = reqwest::Client::new();
+    let start: Value = http
+        .post(format!("{}/auth/device/start", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        start["user_code"].as_str().unwrap().contains('-'),
+        "{start}"
+    );
+    let mut seen = Vec::new();
+    loop {
+        let poll: Value = http
+            .post(format!("{}/auth/device/poll", h.base))
+            .json(&json!({"handle": start["handle"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = poll["status"].as_str().unwrap().to_owned();
+        seen.push(status.clone());
+        if status == "slow_down" {
+            assert_eq!(poll["interval"], 1, "slow_down carries the new interval");
+        }
+        if status == "ok" {
+            assert_eq!(seen, ["pending", "slow_down", "ok"]);
+            return poll;
+        }
+        assert!(seen.len() < 5, "{seen:?}");
+    }
+}
+
+async fn get(h: &Harness, bearer: &str, path: &str) -> (u16, Value) {
+    let resp = h
+        .http
+        .get(format!("{}{path}", h.base))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn count_users(h: &Harness, login: &str) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        h.data_dir().join("dockhand.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row(
+        "SELECT COUNT(*) FROM users WHERE login = ?1",
+        [login],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_flow_signs_in_allowed_users_and_checks_state() {
+    let (h, gh) = github_harness(Scenario::new(), |_| {}).await;
+    // alice is allowed by name; bob through the acme organisation.
+    for login in ["alice", "bob"] {
+        let (client, resp) = browser(&h, login).await;
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.text()
+                .await
+                .unwrap()
+                .contains(&format!("Signed in as {login}"))
+        );
+        let me: Value = client
+            .get(format!("{}/api/v1/me", h.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["login"], login);
+        assert_eq!(me["github"], true);
+    }
+    // The authorize URL carried the login hint, the scopes and a state.
+    let authorize = gh
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/login/oauth/authorize")
+        .unwrap();
+    assert!(
+        authorize.query.contains("login=alice") && authorize.query.contains("state="),
+        "{}",
+        authorize.query
+    );
+    assert!(
+        authorize.query.contains("read%3Aorg"),
+        "{}",
+        authorize.query
+    );
+
+    // Missing, forged, or foreign state is refused.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for query in ["code=x", "code=x&state=forged"] {
+        let resp = plain
+            .get(format!("{}/auth/github/callback?{query}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+    }
+    // A state issued to another browser does not work without that browser's cookie.
+    let login = plain
+        .get(format!("{}/auth/github/login", h.base))
+        .send()
+        .await
+        .unwrap();
+    let to_github = login.headers()["location"].to_str().unwrap().to_owned();
+    let back = plain.get(&to_github).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let stolen = plain.get(&callback).send().await.unwrap();
+    assert_eq!(stolen.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_outside_the_allowlist_are_refused_and_not_created() {
+    let (h, _gh) = github_harness(Scenario::new(), |_| {}).await;
+    let (_, resp) = browser(&h, "mallory").await;
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("mallory is not allowed") && page.contains("allowed_users"),
+        "{page}"
+    );
+    assert_eq!(count_users(&h, "mallory"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_device_flow_gives_the_cli_tokens_that_rotate_and_revoke() {
+    let (h, gh) = github_harness(Scenario::new(), |_| {}).await;
+    let poll = device_sign_in(&h).await;
+    assert_eq!(poll["login"], "alice");
+    assert_eq!(gh.device_polls().len(), 3);
+    let access = poll["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let refresh = poll["tokens"]["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&h, &access, "/api/v1/me").await.1["login"], "alice");
+
+    // Tampered and expired access tokens are refused.
+    let mut tampered = access.clone();
+    tampered.pop();
+    tampered.push(if access.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(get(&h, &tampered, "/api/v1/me").await.0, 401);
+    let keys = dockhand_server::secrets::Keys::load(&h.data_dir(), &Default::default()).unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        let body = access.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let expired = keys.sign_access(&dockhand_server::secrets::AccessClaims {
+        sub: claims["sub"].as_i64().unwrap(),
+        sid: claims["sid"].as_str().unwrap().to_owned(),
+        iat: 1,
+        exp: 2,
+    });
+    let (status, body) = get(&h, &expired, "/api/v1/me").await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+
+    // A refresh token works once; its reuse revokes the whole session.
+    let http = reqwest::Client::new();
+    let refresh_with = |rt: String| {
+        http.post(format!("{}/auth/refresh", h.base))
+            .json(&json!({"refresh_token": rt}))
+            .send()
+    };
+    let rotated: Value = refresh_with(refresh.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_access = rotated["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&h, &new_access, "/api/v1/me").await.0, 200);
+    let reuse = refresh_with(refresh).await.unwrap();
+    assert_eq!(reuse.status(), 401);
+    assert_eq!(
+        get(&h, &new_access, "/api/v1/me").await.0,
+        401,
+        "reuse revoked the session"
+    );
+    let again = refresh_with(rotated["refresh_token"].as_str().unwrap().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+
+    // Signing out revokes the session.
+    let fresh = device_sign_in(&h).await;
+    let access = fresh["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let out = http
+        .post(format!("{}/auth/logout", h.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(get(&h, &access, "/api/v1/me").await.0, 401);
+    // The GitHub token is stored encrypted, never in plaintext.
+    let token = gh.issued_tokens().last().unwrap().clone();
+    let db = std::fs::read(h.data_dir().join("dockhand.db")).unwrap();
+    let wal = std::fs::read(h.data_dir().join("dockhand.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn personal_tokens_are_shown_once_listed_and_revoked() {
+    let (h, _gh) = github_harness(Scenario::new(), |_| {}).await;
+    let (alice, _) = browser(&h, "alice").await;
+    let created: Value = alice
+        .post(format!("{}/api/v1/tokens", h.base))
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("dh_"));
+    assert_eq!(get(&h, &token, "/api/v1/me").await.1["login"], "alice");
+    let list: Value = alice
+        .get(format!("{}/api/v1/tokens", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["tokens"][0]["name"], "laptop");
+    assert!(!list.to_string().contains(&token), "never shown again");
+    assert!(list["tokens"][0]["last_used_at"].is_string());
+    let id = created["id"].as_i64().unwrap();
+    let del = alice
+        .delete(format!("{}/api/v1/tokens/{id}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(get(&h, &token, "/api/v1/me").await.0, 401);
+    // A cookie-signed state change from another site is refused.
+    let evil = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (cross, _) = browser(&h, "alice").await;
+    let resp = cross
+        .post(format!("{}/api/v1/tokens", h.base))
+        .header("origin", "https://evil.example")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+/// Every route, called by bob on alice's things, answers 404 (403 on operator-only
+/// routes) and changes nothing. Routes come from the OpenAPI document, so a new one
+/// cannot slip past: the test fails on a path it does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_users_things_answer_404_on_every_route() {
+    let gated = "while [ ! -e /workspace/.git/go ]; do sleep 0.02; done";
+    let scenario = Scenario::new()
+        .turn(Turn::tool("bash", json!({"command": gated})))
+        .text("Done.");
+    let (h, _gh) = github_harness(scenario, |_| {}).await;
+    let alice_access = device_sign_in(&h).await["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let repo = h.repo(&[("README", "r\n")]);
+    let create = h
+        .http
+        .post(format!("{}/api/v1/tasks", h.base))
+        .bearer_auth(&alice_access)
+        .json(&json!({"repo": repo, "prompt": "mine"}));
+    let task: Value = create.send().await.unwrap().json().await.unwrap();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let tok: Value = h
+        .http
+        .post(format!("{}/api/v1/tokens", h.base))
+        .bearer_auth(&alice_access)
+        .json(&json!({"name": "alice's"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alice_token = tok["token"].as_str().unwrap().to_owned();
+    let (bob_browser, _) = browser(&h, "bob").await;
+    let bob: Value = bob_browser
+        .post(format!("{}/api/v1/tokens", h.base))
+        .json(&json!({"name": "b"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = bob["token"].as_str().unwrap().to_owned();
+    let before = h.task(&task_id).await;
+
+    let spec: Value = reqwest::get(format!("{}/api/v1/openapi.json", h.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let public = op
+                .get("security")
+                .is_some_and(|s| s.as_array().is_some_and(|a| a.is_empty()));
+            let url = path.replace(
+                "{id}",
+                if path.starts_with("/api/v1/tokens/") {
+                    tok["id"].to_string()
+                } else {
+                    task_id.clone()
+                }
+                .as_str(),
+            );
+            let req = h
+                .http
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{url}", h.base),
+                )
+                .bearer_auth(&bob);
+            let req = match (method.as_str(), path.as_str()) {
+                ("post", "/api/v1/tasks/{id}/messages") => req.json(&json!({"text": "not yours"})),
+                ("post", "/api/v1/tasks") => {
+                    req.json(&json!({"repo": repo, "prompt": "bob's own"}))
+                }
+                ("post", "/api/v1/tokens") => req.json(&json!({"name": "bob's own"})),
+                ("post", "/api/v1/gc") => req.json(&json!({})),
+                ("post", _) => req.json(&json!({})),
+                _ => req,
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            if path.contains("{id}") {
+                assert_eq!(status, 404, "{method} {path}: {body}");
+            } else if op.get("x-dockhand-operator-only").is_some() {
+                assert_eq!(status, 403, "{method} {path}: {body}");
+            } else if public || path.starts_with("/auth/") {
+                // Sign-in routes and public pages hold nothing of anyone's.
+            } else {
+                assert!(
+                    status < 500 && !body.contains(&task_id) && !body.contains("alice"),
+                    "{method} {path}: {status} {body}"
+                );
+                assert!(
+                    [
+                        "/api/v1/tasks",
+                        "/api/v1/me",
+                        "/api/v1/ws-ticket",
+                        "/api/v1/tokens",
+                        "/api/v1/repos"
+                    ]
+                    .contains(&path.as_str()),
+                    "{path} is new: decide how bob may touch alice's things there and add it to this test"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+    // The events WebSocket too.
+    let url = format!(
+        "{}/api/v1/tasks/{task_id}/events",
+        h.base.replacen("http", "ws", 1)
+    );
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {bob}").parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("404"), "{err}");
+    // Nothing of alice's changed.
+    open_gate(&h, &task_id);
+    let after = h.wait_done(&task_id).await;
+    assert_eq!(after.status, TaskStatus::Succeeded, "{:?}", after.error);
+    assert_eq!(before.prompt, after.prompt);
+    let events = h.events(&task_id).await;
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("not yours")
+    );
+    assert_eq!(
+        get(&h, &alice_token, "/api/v1/me").await.0,
+        200,
+        "alice's token survives"
+    );
+    // An operator sees everything.
+    let (status, list) = get(&h, &h.token, "/api/v1/tasks").await;
+    assert_eq!(status, 200);
+    assert!(list.to_string().contains(&task_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_answer_429_with_retry_after() {
+    let gated = "while [ ! -e /workspace/.git/go ]; do sleep 0.02; done";
+    let scenario = Scenario::new()
+        .turn(Turn::tool("bash", json!({"command": gated})))
+        .text("Done.");
+    let h = Harness::start_with(scenario, |c| {
+        c.auth.rate_limits.signin_per_ip = 3;
+        c.auth.max_active_tasks_per_user = 1;
+    })
+    .await;
+    for _ in 0..3 {
+        let r = h
+            .http
+            .post(format!("{}/auth/token", h.base))
+            .json(&json!({"token": "dh_wrong"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = h
+        .http
+        .post(format!("{}/auth/token", h.base))
+        .json(&json!({"token": "dh_wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The per-user cap on queued and running tasks.
+    let repo = h.repo(&[("README", "r\n")]);
+    let first = h.submit(&repo, "one").await;
+    let (status, body) = h
+        .request(
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"repo": repo, "prompt": "two"})),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_active_tasks_per_user")
+    );
+    let mut ws = h.ws(first.id.as_str(), 0).await;
+    read_until(&mut ws, is_tool_call).await;
+    open_gate(&h, first.id.as_str());
+    h.wait_done(first.id.as_str()).await;
+    h.submit(&repo, "two").await;
+}
