@@ -330,10 +330,6 @@ async fn personal_tokens_are_shown_once_listed_and_revoked() {
     assert_eq!(del.status(), 204);
     assert_eq!(get(&h, &token, "/api/v1/me").await.0, 401);
     // A cookie-signed state change from another site is refused.
-    let evil = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
     let (cross, _) = browser(&h, "alice").await;
     let resp = cross
         .post(format!("{}/api/v1/tokens", h.base))
