@@ -17,7 +17,15 @@ use serde::de::DeserializeOwned;
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: tokio::sync::Mutex<Credential>,
+}
+
+/// What the client signs requests with.
+enum Credential {
+    /// An API token or the admin token.
+    Static(String),
+    /// A `dockhand login` session, refreshed before it expires.
+    Session(crate::credentials::Session),
 }
 
 impl Client {
@@ -33,26 +41,69 @@ impl Client {
         Ok(Client {
             http,
             base,
-            token: token.to_owned(),
+            token: tokio::sync::Mutex::new(Credential::Static(token.to_owned())),
         })
+    }
+
+    /// A client signing in with a stored session.
+    pub fn with_session(base: &str, session: crate::credentials::Session) -> Result<Client> {
+        let client = Client::new(base, "")?;
+        *client
+            .token
+            .try_lock()
+            .map_err(|_| anyhow::anyhow!("credential busy"))? = Credential::Session(session);
+        Ok(client)
+    }
+
+    /// The bearer token, refreshed first when a session's access token is about to expire.
+    pub async fn bearer(&self) -> Result<String> {
+        let mut cred = self.token.lock().await;
+        let session = match &mut *cred {
+            Credential::Static(t) => return Ok(t.clone()),
+            Credential::Session(s) => s,
+        };
+        if session.expires_at > crate::credentials::now() + 60 {
+            return Ok(session.access_token.clone());
+        }
+        let resp = self
+            .http
+            .post(format!("{}/auth/refresh", self.base))
+            .json(&serde_json::json!({"refresh_token": session.refresh_token}))
+            .send()
+            .await
+            .with_context(|| format!("refreshing the session: cannot reach {}", self.base))?;
+        if !resp.status().is_success() {
+            bail!(
+                "the session with {} ended; run dockhand login again",
+                self.base
+            );
+        }
+        let pair: serde_json::Value = resp.json().await.context("refreshing the session")?;
+        session.access_token = pair["access_token"].as_str().unwrap_or_default().to_owned();
+        session.refresh_token = pair["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        session.expires_at = crate::credentials::now() + pair["expires_in"].as_u64().unwrap_or(0);
+        crate::credentials::put(&self.base, session.clone())?;
+        Ok(session.access_token.clone())
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn base(&self) -> &str {
         &self.base
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+        self.http.request(method, format!("{}{path}", self.base))
     }
 
-    async fn send<T: DeserializeOwned>(&self, what: &str, req: RequestBuilder) -> Result<T> {
+    pub async fn send<T: DeserializeOwned>(&self, what: &str, req: RequestBuilder) -> Result<T> {
         let resp = req
+            .bearer_auth(self.bearer().await?)
             .send()
             .await
             .with_context(|| format!("{what}: cannot reach {}", self.base))?;

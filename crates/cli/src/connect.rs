@@ -63,11 +63,32 @@ fn locked(data_dir: &Path) -> bool {
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
 }
 
+/// The server to sign in to: `--server`, else a coordinator already using the data dir.
+pub fn server_url(target: &Target) -> Result<String> {
+    if let Some(s) = &target.server {
+        return Ok(s.trim_end_matches('/').to_owned());
+    }
+    let data_dir = default_data_dir(&env);
+    let url = std::fs::read_to_string(data_dir.join("coordinator.url"))
+        .ok()
+        .filter(|_| locked(&data_dir))
+        .context("no server: pass --server URL or set DOCKHAND_SERVER")?;
+    Ok(url.trim().to_owned())
+}
+
 pub async fn connect(target: &Target) -> Result<Connection> {
     let data_dir = default_data_dir(&env);
     if let Some(server) = &target.server {
+        if target.token.is_none()
+            && let Some(session) = crate::credentials::get(server)
+        {
+            return Ok(Connection {
+                client: Client::with_session(server, session)?,
+                embedded: None,
+            });
+        }
         let token = target.token.clone().or_else(|| read_token(&data_dir)).context(
-            "no API token: pass --token or set DOCKHAND_TOKEN (the admin token is in DATA_DIR/admin-token)",
+            "no credentials: run dockhand login, pass --token or set DOCKHAND_TOKEN (the admin token is in DATA_DIR/admin-token)",
         )?;
         return Ok(Connection {
             client: Client::new(server, &token)?,

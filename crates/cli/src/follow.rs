@@ -35,7 +35,7 @@ pub async fn follow(conn: &Connection, id: &TaskId, after: u64, json: bool) -> R
             .as_str()
             .into_client_request()
             .context("building the WebSocket request")?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", client.token()))
+        let auth = HeaderValue::from_str(&format!("Bearer {}", client.bearer().await?))
             .context("the token is not a valid header")?;
         req.headers_mut().insert("authorization", auth);
         let mut ws = match tokio_tungstenite::connect_async(req).await {

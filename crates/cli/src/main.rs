@@ -1,8 +1,10 @@
 //! `dockhand`: the coordinator and its command-line client.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod account;
 mod client;
 mod connect;
+mod credentials;
 mod doctor;
 mod follow;
 mod image;
@@ -105,6 +107,15 @@ enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Sign in with GitHub (device flow): shows a code to enter at GitHub.
+    Login,
+    /// Sign out and forget the stored session.
+    Logout,
+    /// Personal API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check this machine and the configuration, and say how to fix what is missing.
     Doctor,
     /// Remove workspaces past retention (never one holding unpublished work),
@@ -118,6 +129,22 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once.
+    Create {
+        /// A name to recognise it by.
+        name: String,
+    },
+    /// List your tokens and when each was last used.
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// The token's id (from `token list`).
+        id: i64,
     },
 }
 
@@ -168,6 +195,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => serve(listen).await,
         Command::Doctor => doctor::run().await,
+        Command::Login => account::login(&target).await,
+        Command::Logout => account::logout(&target).await,
+        Command::Token { command } => {
+            let action = match command {
+                TokenCommand::Create { name } => account::TokenAction::Create(name),
+                TokenCommand::List => account::TokenAction::List,
+                TokenCommand::Revoke { id } => account::TokenAction::Revoke(id),
+            };
+            account::token(&target, action).await
+        }
         Command::Gc { dry_run } => {
             let conn = connect::connect(&target).await?;
             let report = conn.client.gc(dry_run).await?;

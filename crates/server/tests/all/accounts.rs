@@ -296,7 +296,7 @@ async fn the_device_flow_gives_the_cli_tokens_that_rotate_and_revoke() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn personal_tokens_are_shown_once_listed_and_revoked() {
-    let (h, _gh) = github_harness(Scenario::new(), |_| {}).await;
+    let (h, _gh) = github_harness(Scenario::new().text("Done."), |_| {}).await;
     let (alice, _) = browser(&h, "alice").await;
     let created: Value = alice
         .post(format!("{}/api/v1/tokens", h.base))
@@ -329,6 +329,40 @@ async fn personal_tokens_are_shown_once_listed_and_revoked() {
         .unwrap();
     assert_eq!(del.status(), 204);
     assert_eq!(get(&h, &token, "/api/v1/me").await.0, 401);
+    // A browser opens the events WebSocket with a single-use ticket.
+    let repo = h.repo(&[("README", "r\n")]);
+    let task: Value = alice
+        .post(format!("{}/api/v1/tasks", h.base))
+        .json(&json!({"repo": repo, "prompt": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket: Value = alice
+        .post(format!("{}/api/v1/ws-ticket", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_url = format!(
+        "{}/api/v1/tasks/{}/events?after=0&ticket={}",
+        h.base.replacen("http", "ws", 1),
+        task["id"].as_str().unwrap(),
+        ticket["ticket"].as_str().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.clone())
+        .await
+        .unwrap();
+    assert!(next_msg(&mut ws).await.is_some());
+    let reuse = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(reuse.contains("401"), "a ticket works once: {reuse}");
     // A cookie-signed state change from another site is refused.
     let (cross, _) = browser(&h, "alice").await;
     let resp = cross
@@ -350,7 +384,8 @@ async fn other_users_things_answer_404_on_every_route() {
     let scenario = Scenario::new()
         .turn(Turn::tool("bash", json!({"command": gated})))
         .text("Done.");
-    let (h, _gh) = github_harness(scenario, |_| {}).await;
+    // One slot, so tasks bob starts wait and leave alice's turns alone.
+    let (h, _gh) = github_harness(scenario, |c| c.scheduler.max_concurrent = 1).await;
     let alice_access = device_sign_in(&h).await["tokens"]["access_token"]
         .as_str()
         .unwrap()
@@ -363,6 +398,8 @@ async fn other_users_things_answer_404_on_every_route() {
         .json(&json!({"repo": repo, "prompt": "mine"}));
     let task: Value = create.send().await.unwrap().json().await.unwrap();
     let task_id = task["id"].as_str().unwrap().to_owned();
+    let mut ws = h.ws(&task_id, 0).await;
+    read_until(&mut ws, is_tool_call).await;
     let tok: Value = h
         .http
         .post(format!("{}/api/v1/tokens", h.base))
