@@ -42,6 +42,9 @@ pub(super) fn router() -> Router<AppState> {
 struct EventsQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    /// Consumed by the auth extractor (browsers' WebSocket tickets).
+    #[allow(dead_code)]
+    ticket: Option<String>,
 }
 
 async fn events(
