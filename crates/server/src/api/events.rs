@@ -42,9 +42,9 @@ pub(super) fn router() -> Router<AppState> {
 struct EventsQuery {
     after: Option<u64>,
     limit: Option<usize>,
-    /// Consumed by the auth extractor (browsers' WebSocket tickets).
-    #[allow(dead_code)]
-    ticket: Option<String>,
+    /// Read by the auth extractor (browsers' WebSocket tickets); accepted here.
+    #[serde(rename = "ticket")]
+    _ticket: Option<String>,
 }
 
 async fn events(
