@@ -274,6 +274,7 @@ async fn run_dockhand(
             branch: format!("dockhand/{id}-benchmark"),
             model: "bench".to_owned(),
             image: None,
+            origin_issue: None,
         })
     });
     let ids: Vec<TaskId> = futures_util::future::try_join_all(creates)

@@ -215,6 +215,7 @@ pub fn new_task(id: &TaskId, user_id: i64) -> NewTask {
         branch: format!("dockhand/{id}-latency"),
         model: "bench".to_owned(),
         image: None,
+        origin_issue: None,
     }
 }
 

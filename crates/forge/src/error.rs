@@ -23,6 +23,9 @@ pub enum ForgeError {
         /// Why (a symlink, too large, not a regular file...).
         reason: String,
     },
+    /// The remote refused the push; the message says why and what to do.
+    #[error("{0}")]
+    PushRejected(String),
     /// A bundle is not what the task may hand back.
     #[error("the task's bundle was rejected: {0}")]
     BadBundle(String),

@@ -20,8 +20,30 @@ pub struct CloneInfo {
 const STDERR_CAP: usize = 2000;
 
 /// Runs host git with no user or system config, no prompts and no hooks.
-async fn git(what: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String> {
+pub(crate) async fn git(what: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String> {
+    git_with(what, cwd, args, None).await
+}
+
+/// Like [`git`], giving this one command a GitHub token as an HTTP header through
+/// the environment: never on the command line, in a URL or in any config file.
+pub(crate) async fn git_with(
+    what: &str,
+    cwd: Option<&Path>,
+    args: &[&str],
+    token: Option<&str>,
+) -> Result<String> {
     let mut cmd = Command::new("git");
+    if let Some(token) = token {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env(
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Basic {basic}"),
+            );
+    }
     cmd.args([
         "-c",
         "core.hooksPath=/dev/null",
@@ -66,12 +88,14 @@ async fn git(what: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String> {
 }
 
 /// Clones `src` into the empty directory `dest` and creates `branch` from the
-/// base branch (the remote's default when `base_branch` is `None`).
+/// base branch (the source's default when `base_branch` is `None`); `origin`, when
+/// given, becomes the workspace's `origin` URL (the real remote of a mirror).
 pub async fn clone_workspace(
     src: &RepoSource,
     dest: &Path,
     base_branch: Option<&str>,
     branch: &str,
+    origin: Option<&str>,
 ) -> Result<CloneInfo> {
     let (from, shown) = match src {
         RepoSource::Local { path } => (
@@ -109,6 +133,14 @@ pub async fn clone_workspace(
         &["-c", &safe, "checkout", "--quiet", "-b", branch],
     )
     .await?;
+    if let Some(url) = origin {
+        git(
+            &what,
+            Some(dest),
+            &["-c", &safe, "remote", "set-url", "origin", url],
+        )
+        .await?;
+    }
     Ok(CloneInfo {
         base_branch,
         base_commit,
@@ -135,6 +167,16 @@ pub async fn bundle_heads(bundle: &Path) -> Result<Vec<(String, String)>> {
 /// Fetches `branch` from a bundle into the repository at `repo` as
 /// `refs/heads/<branch>`, after checking the bundle holds exactly that branch.
 pub async fn fetch_bundle(bundle: &Path, repo: &Path, branch: &str) -> Result<String> {
+    fetch_bundle_to(bundle, repo, branch, &format!("refs/heads/{branch}")).await
+}
+
+/// Like [`fetch_bundle`], into any ref (`+`: a private ref may be rewritten).
+pub(crate) async fn fetch_bundle_to(
+    bundle: &Path,
+    repo: &Path,
+    branch: &str,
+    target: &str,
+) -> Result<String> {
     let want = format!("refs/heads/{branch}");
     let heads = bundle_heads(bundle).await?;
     let commit = match heads.as_slice() {
@@ -149,7 +191,12 @@ pub async fn fetch_bundle(bundle: &Path, repo: &Path, branch: &str) -> Result<St
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ForgeError::BadBundle(format!("bad commit id {commit:?}")));
     }
-    let refspec = format!("{want}:{want}");
+    let force = if target.starts_with("refs/dockhand/") {
+        "+"
+    } else {
+        ""
+    };
+    let refspec = format!("{force}{want}:{target}");
     let path = bundle.to_string_lossy().into_owned();
     git(
         &format!("fetching {branch} into {}", repo.display()),

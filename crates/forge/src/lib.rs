@@ -9,6 +9,7 @@ mod environment;
 mod error;
 mod git;
 pub mod github;
+mod mirror;
 mod repo;
 mod safe_read;
 
@@ -19,6 +20,7 @@ pub use git::CloneInfo;
 pub use git::bundle_heads;
 pub use git::clone_workspace;
 pub use git::fetch_bundle;
+pub use mirror::Mirrors;
 pub use repo::RepoSource;
 pub use repo::resolve_repo;
 pub use safe_read::copy_beneath;

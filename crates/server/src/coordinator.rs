@@ -160,20 +160,8 @@ impl Coordinator {
             _ => None,
         };
 
-        let config = Arc::new(config);
-        let deps = Arc::new(RunnerDeps {
-            store: store.clone(),
-            hub: hub.clone(),
-            model: Arc::new(model),
-            sandboxes,
-            docker,
-            pool: pool.clone(),
-            config: config.clone(),
-        });
-        crate::janitor::remove_orphans(&deps).await;
-        let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
-        let keys = crate::secrets::Keys::load(&data_dir, &config.jwt_secret)?;
-        let github = if config.github.enabled() {
+        let keys = Arc::new(crate::secrets::Keys::load(&data_dir, &config.jwt_secret)?);
+        let sign_in = if config.github.enabled() {
             let g = &config.github;
             Some(
                 dockhand_forge::github::GitHubClient::new(
@@ -187,12 +175,35 @@ impl Coordinator {
         } else {
             None
         };
+        let g = &config.github;
+        let github = dockhand_forge::github::GitHubClient::new(
+            &g.web_url,
+            &g.api_url,
+            &g.client_id,
+            &g.client_secret,
+        )
+        .map_err(|e| StartError::Model(e.to_string()))?;
+        let config = Arc::new(config);
+        let deps = Arc::new(RunnerDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            model: Arc::new(model),
+            sandboxes,
+            docker,
+            pool: pool.clone(),
+            config: config.clone(),
+            mirrors: dockhand_forge::Mirrors::new(data_dir.join("mirrors")),
+            github,
+            keys: keys.clone(),
+        });
+        crate::janitor::remove_orphans(&deps).await;
+        let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
         let state = AppState {
             store,
             hub,
             scheduler: scheduler.clone(),
             config: config.clone(),
-            auth: Arc::new(crate::auth::AuthState::new(keys, github)),
+            auth: Arc::new(crate::auth::AuthState::new(keys, sign_in)),
         };
 
         let listener = match listener {

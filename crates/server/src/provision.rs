@@ -11,6 +11,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use dockhand_forge::Environment;
+use dockhand_forge::RepoSource;
 use dockhand_protocol::ErrorEvent;
 use dockhand_protocol::EventBody;
 use dockhand_protocol::SandboxRef;
@@ -149,8 +150,26 @@ pub(crate) async fn provision(
         }
         make_workspace_dir(&ws, docker)
             .map_err(|e| RunError::Io(format!("creating {}: {e}", ws.display())))?;
+        // Remote repositories come through the mirror, fetched with the user's token;
+        // the workspace's origin is the plain URL, with no credentials in it.
+        let (from, origin, via) = match &source {
+            RepoSource::Local { .. } => (source.clone(), None, ""),
+            RepoSource::Remote { url } => {
+                let token = crate::publish::user_token(deps, task.user_id)
+                    .filter(|_| deps.github.repo_of(url).is_some());
+                let mirror = tokio::select! {
+                    r = deps.mirrors.sync(url, token.as_deref()) => r.map_err(RunError::Clone)?,
+                    _ = cancel.cancelled() => return Err(RunError::Cancelled),
+                };
+                (
+                    RepoSource::Local { path: mirror },
+                    Some(url.as_str()),
+                    " via the mirror",
+                )
+            }
+        };
         let info = tokio::select! {
-            r = dockhand_forge::clone_workspace(&source, &ws, task.base_branch.as_deref(), &task.branch) => r.map_err(RunError::Clone)?,
+            r = dockhand_forge::clone_workspace(&from, &ws, task.base_branch.as_deref(), &task.branch, origin) => r.map_err(RunError::Clone)?,
             _ = cancel.cancelled() => return Err(RunError::Cancelled),
         };
         if docker {
@@ -171,7 +190,7 @@ pub(crate) async fn provision(
             &task.id,
             "clone",
             t.elapsed(),
-            Some(format!("{} at {short}", info.base_branch)),
+            Some(format!("{} at {short}{via}", info.base_branch)),
         );
         task.base_ref = Some(info.base_branch);
         task.base_commit = Some(info.base_commit);

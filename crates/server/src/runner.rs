@@ -45,6 +45,12 @@ pub struct RunnerDeps {
     pub pool: Option<Pool>,
     /// Configuration.
     pub config: Arc<Config>,
+    /// Repository mirrors (clone cache, push source).
+    pub mirrors: dockhand_forge::Mirrors,
+    /// GitHub's REST API.
+    pub github: dockhand_forge::github::GitHubClient,
+    /// Keys, to decrypt users' GitHub tokens.
+    pub keys: Arc<crate::secrets::Keys>,
 }
 
 impl RunnerDeps {

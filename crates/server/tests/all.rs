@@ -21,5 +21,7 @@ mod faults;
 mod gc;
 #[path = "all/tools.rs"]
 mod tools;
+#[path = "all/ui.rs"]
+mod ui;
 #[path = "all/ws.rs"]
 mod ws;

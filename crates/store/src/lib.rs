@@ -8,6 +8,7 @@
 mod conversation;
 mod error;
 mod events;
+mod github;
 mod schema;
 mod sessions;
 mod tasks;

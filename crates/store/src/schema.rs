@@ -134,6 +134,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_tokens_by_user ON api_tokens(user_id);
     "#,
+    // 4: pull requests and GitHub triggers.
+    r#"
+    ALTER TABLE tasks ADD COLUMN origin_issue TEXT;
+    CREATE INDEX tasks_by_pr ON tasks(repo, pr_number);
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -43,6 +43,8 @@ pub struct NewTask {
     pub model: String,
     /// Sandbox image asked for.
     pub image: Option<String>,
+    /// The GitHub issue that started it (`owner/name#N`).
+    pub origin_issue: Option<String>,
 }
 
 /// A task row.
@@ -104,6 +106,8 @@ pub struct TaskRow {
     pub workspace_removed_at: Option<i64>,
     /// The sandbox image the task asked for.
     pub image: Option<String>,
+    /// The GitHub issue that started the task (`owner/name#N`).
+    pub origin_issue: Option<String>,
 }
 
 impl TaskRow {
@@ -136,7 +140,7 @@ pub(crate) const COLUMNS: &str = "id, user_id, repo, prompt, title, base_branch,
      created_at, updated_at, finished_at, cancel_requested, sandbox_backend, sandbox_id, \
      input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, turns, pr_url, pr_number, \
      (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.task_id = tasks.id), base_ref, base_commit, \
-     workspace, environment, prepared, workspace_dirty, published_at, workspace_removed_at, image";
+     workspace, environment, prepared, workspace_dirty, published_at, workspace_removed_at, image, origin_issue";
 
 pub(crate) fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(8)?;
@@ -183,6 +187,7 @@ pub(crate) fn row_to_task(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         published_at: r.get(30)?,
         workspace_removed_at: r.get(31)?,
         image: r.get(32)?,
+        origin_issue: r.get(33)?,
     })
 }
 
@@ -325,9 +330,9 @@ impl Store {
             let pos = next_queue_pos(ctx.conn())?;
             ctx.conn().execute(
                 "INSERT INTO tasks (id, user_id, repo, prompt, title, base_branch, branch, model, status, \
-                   created_at, updated_at, queue_pos, image) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?10, ?11)",
-                params![t.id.as_str(), t.user_id, t.repo, t.prompt, t.title, t.base_branch, t.branch, t.model, now, pos, t.image],
+                   created_at, updated_at, queue_pos, image, origin_issue) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?10, ?11, ?12)",
+                params![t.id.as_str(), t.user_id, t.repo, t.prompt, t.title, t.base_branch, t.branch, t.model, now, pos, t.image, t.origin_issue],
             )?;
             ctx.conn().execute(
                 "INSERT INTO inbox (task_id, text, created_at) VALUES (?1, ?2, ?3)",

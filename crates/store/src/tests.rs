@@ -32,6 +32,7 @@ fn new_task(user_id: i64, prompt: &str) -> NewTask {
         base_branch: None,
         model: "m".into(),
         image: None,
+        origin_issue: None,
     }
 }
 

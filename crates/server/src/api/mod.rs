@@ -3,8 +3,11 @@
 mod admin;
 mod error;
 mod events;
-mod home;
-mod tasks;
+pub(crate) mod tasks;
+mod webhooks;
+// The web UI lives beside the API and is routed from here.
+#[path = "../ui/mod.rs"]
+mod ui;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,13 +27,14 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.limits.max_body_bytes;
     Router::new()
-        .route("/", get(home::home))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::render))
         .route("/api/v1/openapi.json", get(openapi))
         .merge(tasks::router())
         .merge(events::router())
         .merge(admin::router())
+        .merge(webhooks::router())
+        .merge(ui::router())
         .merge(crate::auth::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

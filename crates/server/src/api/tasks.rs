@@ -95,7 +95,7 @@ fn title_of(prompt: &str) -> String {
 }
 
 /// Per-user and per-IP task limits, and the cap on a user's queued or running tasks.
-fn check_task_limits(state: &AppState, user: &AuthUser, ip: &str) -> Result<(), ApiError> {
+fn check_task_limits(state: &AppState, user: &AuthUser, ip: Option<&str>) -> Result<(), ApiError> {
     let limits = &state.config.auth.rate_limits;
     let limited = |wait| ApiError::RateLimited {
         message: "too many tasks started; wait a moment".into(),
@@ -106,11 +106,13 @@ fn check_task_limits(state: &AppState, user: &AuthUser, ip: &str) -> Result<(), 
         .limiter
         .check("tasks-user", &user.0.id.to_string(), limits.tasks_per_user)
         .map_err(limited)?;
-    state
-        .auth
-        .limiter
-        .check("tasks-ip", ip, limits.tasks_per_ip)
-        .map_err(limited)?;
+    if let Some(ip) = ip {
+        state
+            .auth
+            .limiter
+            .check("tasks-ip", ip, limits.tasks_per_ip)
+            .map_err(limited)?;
+    }
     let cap = state.config.auth.max_active_tasks_per_user;
     if state.store.active_task_count(user.0.id)? >= cap {
         return Err(ApiError::RateLimited {
@@ -129,6 +131,19 @@ async fn create(
     ClientIp(ip): ClientIp,
     ApiJson(p): ApiJson<CreateTaskParams>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let row = create_task(&state, &user, Some(&ip), p, None).await?;
+    Ok((StatusCode::CREATED, Json(row.to_api())))
+}
+
+/// Validates and queues a task (for the API and GitHub triggers). `ip` is `None`
+/// when the request did not come from the client directly.
+pub(crate) async fn create_task(
+    state: &AppState,
+    user: &AuthUser,
+    ip: Option<&str>,
+    p: CreateTaskParams,
+    origin_issue: Option<String>,
+) -> Result<TaskRow, ApiError> {
     let cfg = &state.config;
     check_text("prompt", &p.prompt, cfg.limits.max_prompt_bytes)?;
     let repo = p.repo.trim().to_owned();
@@ -161,7 +176,7 @@ async fn create(
             return Err(ApiError::field("image", "is not an image reference"));
         }
     }
-    check_task_limits(&state, &user, &ip)?;
+    check_task_limits(state, user, ip)?;
     let id = TaskId::generate();
     let row = state
         .store
@@ -175,10 +190,11 @@ async fn create(
             base_branch: p.base_branch,
             model,
             image: p.image,
+            origin_issue,
         })
         .await?;
     state.scheduler.wake();
-    Ok((StatusCode::CREATED, Json(row.to_api())))
+    Ok(row)
 }
 
 #[derive(Deserialize)]
@@ -247,7 +263,7 @@ async fn follow_up(
     let row = load_task(&state, &user, &id)?;
     check_text("text", &p.text, state.config.limits.max_prompt_bytes)?;
     if row.status.is_terminal() {
-        check_task_limits(&state, &user, &ip)?;
+        check_task_limits(&state, &user, Some(&ip))?;
     }
     state.store.follow_up(&row.id, p.text).await?;
     state.scheduler.wake();

@@ -78,7 +78,7 @@ impl<T> Pending<T> {
 /// Auth state shared by the routes.
 pub struct AuthState {
     /// JWT and encryption keys.
-    pub keys: Keys,
+    pub keys: std::sync::Arc<Keys>,
     /// GitHub, when sign-in is configured.
     pub github: Option<GitHubClient>,
     /// Rate limits.
@@ -90,7 +90,7 @@ pub struct AuthState {
 
 impl AuthState {
     /// Auth state with these keys and GitHub client.
-    pub fn new(keys: Keys, github: Option<GitHubClient>) -> AuthState {
+    pub fn new(keys: std::sync::Arc<Keys>, github: Option<GitHubClient>) -> AuthState {
         AuthState {
             keys,
             github,

@@ -57,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
         .route("/auth/token", post(token_login))
+        .route("/auth/info", get(info))
         .route("/api/v1/me", get(me))
         .route("/api/v1/ws-ticket", post(ws_ticket))
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
@@ -250,6 +251,11 @@ async fn token_login(
         Json(json!({"login": user.login})),
     )
         .into_response())
+}
+
+/// `GET /auth/info`: which ways to sign in this server offers, for the web UI.
+async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"github": state.auth.github.is_some()}))
 }
 
 /// `GET /api/v1/me`.

@@ -230,6 +230,8 @@ pub struct GitConfig {
     pub author_email: String,
     /// Largest bundle a task may hand back.
     pub max_bundle_bytes: u64,
+    /// Open pull requests as drafts.
+    pub draft_pull_requests: bool,
 }
 
 impl Default for Config {
@@ -316,6 +318,7 @@ impl Default for GitConfig {
             author_name: "Dockhand".into(),
             author_email: "dockhand@localhost".into(),
             max_bundle_bytes: 512 << 20,
+            draft_pull_requests: false,
         }
     }
 }

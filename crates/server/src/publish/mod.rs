@@ -1,6 +1,13 @@
-//! Handing the work back: commit inside the sandbox, record the diff stat, and,
-//! for a local repository, fetch the branch from a sandbox-written bundle into
-//! the user's repository. The host never runs git in the workspace.
+//! Handing the work back: commit inside the sandbox, record the diff stat, then
+//! bring the branch out through a sandbox-written bundle, checked and size-bounded:
+//! fetched into the user's own repository (local), or into the coordinator's mirror
+//! and pushed from there, with a pull request (remote). The host never runs git in
+//! the workspace, so nothing the agent wrote (hooks, filters, config) runs on the host.
+
+mod github;
+
+pub(crate) use github::MARKER;
+pub(crate) use github::user_token;
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +59,9 @@ pub enum PublishError {
     /// Bringing the branch back failed.
     #[error(transparent)]
     Forge(#[from] dockhand_forge::ForgeError),
+    /// GitHub refused or could not be reached.
+    #[error("{0}")]
+    GitHub(String),
 }
 
 fn parse_shortstat(s: &str) -> (u32, u32, u32) {
@@ -81,11 +91,16 @@ pub async fn publish(
         .base_commit
         .clone()
         .ok_or_else(|| PublishError::Commit("the task has no base commit".into()))?;
-    let local = matches!(source, RepoSource::Local { .. });
     let git = &deps.config.git;
     let mut message = format!("{}\n\n", task.title);
     message.push_str(&crate::runner::clip(summary.trim(), 8000));
     message.push_str(&format!("\n\nDockhand-Task: {}\n", task.id));
+    // The person who asked is a co-author; GitHub links the noreply address to them.
+    if let Ok(Some((login, Some(id)))) = deps.store.user_identity(task.user_id) {
+        message.push_str(&format!(
+            "Co-authored-by: {login} <{id}+{login}@users.noreply.github.com>\n"
+        ));
+    }
     let mut req = ExecRequest::new([
         "sh".to_owned(),
         "-c".to_owned(),
@@ -95,7 +110,7 @@ pub async fn publish(
         base.clone(),
         git.author_name.clone(),
         git.author_email.clone(),
-        if local { "yes" } else { "no" }.to_owned(),
+        "yes".to_owned(),
     ]);
     req.stdin = Some(message.into_bytes());
     req.timeout = Duration::from_secs(600);
@@ -154,28 +169,30 @@ pub async fn publish(
             }),
         )
         .map_err(|e| PublishError::Commit(e.to_string()))?;
-    let note = match source {
-        RepoSource::Local { path } if changed => {
-            if !bundle {
-                return Err(PublishError::Commit(
-                    "the sandbox did not write the bundle".into(),
-                ));
-            }
-            fetch_back(deps, task, path, &head).await?;
-            format!("branch {} is in {}", task.branch, path.display())
+    if !changed {
+        return Ok("no changes to hand back".to_owned());
+    }
+    if !bundle {
+        return Err(PublishError::Commit(
+            "the sandbox did not write the bundle".into(),
+        ));
+    }
+    let copy = copy_bundle(deps, task)?;
+    let result = match source {
+        RepoSource::Local { path } => fetch_back(&copy, task, path, &head)
+            .await
+            .map(|()| format!("branch {} is in {}", task.branch, path.display())),
+        RepoSource::Remote { url } => {
+            github::push_and_open_pr(deps, task, url, &copy, summary, &stat).await
         }
-        _ if !changed => "no changes to hand back".to_owned(),
-        _ => format!("committed {} on {}", &head[..12], task.branch),
     };
-    Ok(note)
+    let _ = std::fs::remove_file(&copy);
+    result
 }
 
-async fn fetch_back(
-    deps: &RunnerDeps,
-    task: &TaskRow,
-    repo: &Path,
-    head: &str,
-) -> Result<(), PublishError> {
+/// Copies the bundle out of the workspace (no symlinks, size bounded) into the
+/// coordinator's own directory.
+fn copy_bundle(deps: &RunnerDeps, task: &TaskRow) -> Result<std::path::PathBuf, PublishError> {
     let ws = task
         .workspace
         .as_ref()
@@ -187,10 +204,26 @@ async fn fetch_back(
         source: e,
     })?;
     let copy = dir.join(format!("{}.bundle", task.id));
-    dockhand_forge::copy_beneath(&ws, BUNDLE, &copy, deps.config.git.max_bundle_bytes)?;
-    let result = dockhand_forge::fetch_bundle(&copy, repo, &task.branch).await;
-    let _ = std::fs::remove_file(&copy);
-    let commit = result?;
+    let max = deps.config.git.max_bundle_bytes;
+    dockhand_forge::copy_beneath(&ws, BUNDLE, &copy, max).map_err(|e| match e {
+        dockhand_forge::ForgeError::Unsafe { reason, .. } if reason.contains("limit") => PublishError::Commit(format!(
+            "the task's changes are too large to hand back ({reason}; git.max_bundle_bytes = {} MiB). \
+             The work is committed in the task's workspace; remove large or generated files with a follow-up, \
+             or raise git.max_bundle_bytes",
+            max >> 20
+        )),
+        other => PublishError::Forge(other),
+    })?;
+    Ok(copy)
+}
+
+async fn fetch_back(
+    copy: &Path,
+    task: &TaskRow,
+    repo: &Path,
+    head: &str,
+) -> Result<(), PublishError> {
+    let commit = dockhand_forge::fetch_bundle(copy, repo, &task.branch).await?;
     if commit != head {
         return Err(PublishError::Commit(format!(
             "the bundle holds {commit}, not the committed head {head}"

@@ -1,0 +1,121 @@
+//! Pushing a task's branch and opening (or updating) its pull request.
+
+use std::path::Path;
+
+use dockhand_forge::github::NewPullRequest;
+use dockhand_store::TaskRow;
+
+use super::PublishError;
+use crate::runner::RunnerDeps;
+use crate::runner::clip;
+
+/// Hidden in every comment and body Dockhand writes, so its own comments never trigger it.
+pub const MARKER: &str = "<!-- dockhand -->";
+
+/// The user's GitHub token, decrypted, if they signed in with GitHub.
+pub(crate) fn user_token(deps: &RunnerDeps, user_id: i64) -> Option<String> {
+    let (sealed, _) = deps.store.github_token(user_id).ok().flatten()?;
+    deps.keys.open(&sealed)
+}
+
+fn task_link(deps: &RunnerDeps, task: &TaskRow) -> String {
+    format!("{}/#/tasks/{}", deps.config.public_url(), task.id)
+}
+
+fn pr_body(deps: &RunnerDeps, task: &TaskRow, summary: &str, stat: &str) -> String {
+    let summary = if summary.trim().is_empty() {
+        "(the agent left no summary)"
+    } else {
+        summary.trim()
+    };
+    format!(
+        "{MARKER}\n{}\n\n## Summary\n\n{}\n\n## Changes\n\n```\n{}```\n\nDockhand task: {}\n",
+        clip(task.prompt.trim(), 4000),
+        clip(summary, 8000),
+        clip(stat, 4000),
+        task_link(deps, task)
+    )
+}
+
+/// Pushes the bundle's branch to `url`, then, for a GitHub repository, opens the
+/// pull request or (for a follow-up) comments on the one already open.
+pub(super) async fn push_and_open_pr(
+    deps: &RunnerDeps,
+    task: &TaskRow,
+    url: &str,
+    bundle: &Path,
+    summary: &str,
+    stat: &str,
+) -> Result<String, PublishError> {
+    let gh_repo = deps.github.repo_of(url);
+    let token = user_token(deps, task.user_id);
+    if gh_repo.is_some() && token.is_none() {
+        return Err(PublishError::GitHub(format!(
+            "cannot push to {url}: the task's owner has no GitHub token (sign in with GitHub at {}/auth/github/login). \
+             The work is committed in the task's workspace",
+            deps.config.public_url()
+        )));
+    }
+    deps.mirrors
+        .push_bundle(
+            url,
+            token.as_deref(),
+            bundle,
+            task.id.as_str(),
+            &task.branch,
+        )
+        .await?;
+    let (Some((owner, repo)), Some(token)) = (gh_repo, token) else {
+        return Ok(format!("pushed {} to {url}", task.branch));
+    };
+    let base = task.base_ref.clone().unwrap_or_else(|| "main".into());
+    let body = pr_body(deps, task, summary, stat);
+    let new = NewPullRequest {
+        owner: &owner,
+        repo: &repo,
+        head: &task.branch,
+        base: &base,
+        title: &task.title,
+        body: &body,
+        draft: deps.config.git.draft_pull_requests,
+    };
+    let gh_err = |e: dockhand_forge::github::GitHubError| {
+        PublishError::GitHub(format!("{e}. The branch was pushed"))
+    };
+    let (pr, created) = deps.github.open_pr(&token, &new).await.map_err(gh_err)?;
+    deps.store
+        .set_pull_request(&task.id, pr.html_url.clone(), pr.number, !created)
+        .await
+        .map_err(|e| PublishError::Commit(e.to_string()))?;
+    if created {
+        if let Some((issue_repo, number)) = task.origin_issue.as_deref().and_then(parse_issue) {
+            let note = format!("{MARKER}\nDockhand opened {} for this.", pr.html_url);
+            if let Some((o, r)) = issue_repo.split_once('/')
+                && let Err(e) = deps.github.comment(&token, o, r, number, &note).await
+            {
+                tracing::warn!(task = %task.id, error = %e, "commenting on the originating issue");
+            }
+        }
+    } else {
+        let note = format!(
+            "{MARKER}\n**Follow-up pushed** ([task]({})).\n\n{}\n\n```\n{}```\n",
+            task_link(deps, task),
+            clip(summary.trim(), 6000),
+            clip(stat, 3000)
+        );
+        deps.github
+            .comment(&token, &owner, &repo, pr.number, &note)
+            .await
+            .map_err(gh_err)?;
+    }
+    Ok(format!(
+        "pushed {} to {owner}/{repo}; pull request #{}: {}",
+        task.branch, pr.number, pr.html_url
+    ))
+}
+
+/// `owner/name#N` → (`owner/name`, N).
+pub(crate) fn parse_issue(s: &str) -> Option<(String, u64)> {
+    let (repo, n) = s.rsplit_once('#')?;
+    Some((repo.to_owned(), n.parse().ok()?))
+}

@@ -1,0 +1,163 @@
+//! The web UI: plain HTML, CSS and JavaScript embedded in the binary, with no
+//! build step. `/` serves the page shell; the scripts talk to the same JSON API
+//! and events WebSocket as every other client.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use sha2::Digest;
+
+use crate::AppState;
+use crate::auth::AuthUser;
+
+/// Only our own files: no inline script or style, no other origin, no framing.
+/// `connect-src 'self'` covers the same-origin `ws:`/`wss:` events socket.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
+
+/// Where the index page shows who is signed in, filled in on the server so the
+/// first paint (and a client without scripts) already says it.
+const WHO_MARK: &str = "<!--who-->";
+
+const INDEX: &str = include_str!("assets/index.html");
+
+/// A file served as it is.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/ui/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/app.js"),
+    },
+    Asset {
+        path: "/ui/task.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/task.js"),
+    },
+    Asset {
+        path: "/ui/util.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/util.js"),
+    },
+    Asset {
+        path: "/ui/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("assets/app.css"),
+    },
+    Asset {
+        path: "/ui/icon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("assets/icon.svg"),
+    },
+    Asset {
+        path: "/manifest.webmanifest",
+        content_type: "application/manifest+json",
+        body: include_bytes!("assets/manifest.webmanifest"),
+    },
+];
+
+/// Content hashes, so a browser revalidates cheaply and never keeps a stale
+/// script after an upgrade.
+static ETAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|a| {
+            let digest = sha2::Sha256::digest(a.body);
+            (a.path, format!("\"{}\"", hex::encode(&digest[..12])))
+        })
+        .collect()
+});
+
+/// `/`, the scripts, styles, icon and manifest.
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new().route("/", get(index));
+    for asset in ASSETS {
+        router = router.route(
+            asset.path,
+            get(move |headers: HeaderMap| async move { serve(asset, &headers) }),
+        );
+    }
+    router
+}
+
+fn secure(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn serve(asset: &'static Asset, headers: &HeaderMap) -> Response {
+    let etag = ETAGS.get(asset.path).map(String::as_str).unwrap_or("");
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let common = [
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::ETAG, etag),
+        (header::CONTENT_TYPE, asset.content_type),
+    ];
+    let resp = if fresh {
+        (StatusCode::NOT_MODIFIED, common).into_response()
+    } else {
+        (common, asset.body).into_response()
+    };
+    secure(resp)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The page shell. The scripts decide which screen to show; the signed-in
+/// user's name is filled in here.
+async fn index(State(state): State<AppState>, mut parts: Parts) -> Response {
+    let who = match AuthUser::from_request_parts(&mut parts, &state).await {
+        Ok(user) => format!("Signed in as <b>{}</b>", esc(&user.0.login)),
+        Err(_) => String::new(),
+    };
+    let body = INDEX.replacen(WHO_MARK, &who, 1);
+    let resp = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The shell names the user, so no shared cache may keep it.
+            (header::CACHE_CONTROL, "no-cache, private"),
+            (header::VARY, "Cookie"),
+        ],
+        body,
+    )
+        .into_response();
+    secure(resp)
+}
