@@ -19,6 +19,8 @@ mod e2e;
 mod faults;
 #[path = "all/gc.rs"]
 mod gc;
+#[path = "all/pull_requests.rs"]
+mod pull_requests;
 #[path = "all/tools.rs"]
 mod tools;
 #[path = "all/ui.rs"]

@@ -1,20 +1,29 @@
-//! A fake GitHub on loopback: the OAuth web and device flows and the few REST
-//! routes Dockhand's sign-in uses, with the real wire shapes (PROTOCOLS.md 1c).
-//! The web pages and the API share one base URL, so the coordinator is set up
-//! with `web_url = api_url = base_url()`.
+//! A fake GitHub on loopback: the OAuth web and device flows, the REST routes
+//! Dockhand uses (sign-in, repositories, pull requests, issue comments), git
+//! smart HTTP over bare repositories, and signed webhooks, with the real wire
+//! shapes (PROTOCOLS.md 1c). The web pages, the API and git share one base
+//! URL, so the coordinator is set up with `web_url = api_url = base_url()`.
 //!
 //! Sign-in is automatic: `/login/oauth/authorize` approves at once as the user
 //! named by `login` (the first configured user otherwise) and the device flow
 //! approves on the third poll. Every request is recorded whole, secrets
-//! included, so a test can search them for leaks.
+//! included, so a test can search them for leaks; git's pack bodies are the
+//! one exception (see [`RecordedRequest::body`]).
 
 mod api;
 mod form;
+mod git_http;
+mod issues;
 mod oauth;
+mod pulls;
+mod repos;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
@@ -35,6 +44,8 @@ use axum::routing::post;
 use rand::Rng;
 use tokio::task::JoinHandle;
 
+pub use self::webhooks::send_webhook;
+pub use self::webhooks::webhook_signature;
 use crate::FakeError;
 
 /// Request bodies above this get 413; OAuth forms are tiny.
@@ -68,6 +79,9 @@ pub struct FakeGitHubOptions {
     pub slow_down_increment: u64,
     /// The device code's `expires_in`, in seconds; 0 makes it expire at once.
     pub device_expires_in: u64,
+    /// Bare repositories at `DIR/OWNER/NAME.git`, served over git smart HTTP
+    /// at `/OWNER/NAME.git` and known to the REST API as `OWNER/NAME`.
+    pub repos_dir: Option<PathBuf>,
 }
 
 impl Default for FakeGitHubOptions {
@@ -82,6 +96,7 @@ impl Default for FakeGitHubOptions {
             device_interval: 5,
             slow_down_increment: 5,
             device_expires_in: 900,
+            repos_dir: None,
         }
     }
 }
@@ -97,7 +112,9 @@ pub struct RecordedRequest {
     pub query: String,
     /// Header names lowercased, in arrival order.
     pub headers: Vec<(String, String)>,
-    /// The body, decoded as UTF-8 (lossily).
+    /// The body, decoded as UTF-8 (lossily); empty for git's
+    /// `git-upload-pack` and `git-receive-pack` posts, which are streamed
+    /// through unbuffered.
     pub body: String,
 }
 
@@ -140,6 +157,7 @@ impl FakeGitHub {
             device_interval: options.device_interval,
             slow_down_increment: options.slow_down_increment,
             device_ttl: Duration::from_secs(options.device_expires_in),
+            repos_dir: options.repos_dir,
             inner: Mutex::new(Inner::default()),
         });
         let app = Router::new()
@@ -152,10 +170,40 @@ impl FakeGitHub {
             .route("/user/repos", get(api::user_repos))
             .route("/user/memberships/orgs/{org}", get(api::membership))
             .route("/orgs/{org}/members/{username}", get(api::org_member))
+            .route("/repos/{owner}/{repo}", get(repos::get_repo))
+            .route(
+                "/repos/{owner}/{repo}/pulls",
+                get(pulls::list).post(pulls::create),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}",
+                get(pulls::get_one).patch(pulls::update),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}",
+                get(issues::get_issue),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                get(issues::list_comments).post(issues::create_comment),
+            )
+            .route("/_fake/state", get(issues::fake_state))
+            // `{repo}` is `NAME.git`; matchit cannot split a segment, so the
+            // handlers strip the suffix.
+            .route("/{owner}/{repo}/info/refs", get(git_http::info_refs))
+            .route(
+                "/{owner}/{repo}/git-upload-pack",
+                post(git_http::upload_pack),
+            )
+            .route(
+                "/{owner}/{repo}/git-receive-pack",
+                post(git_http::receive_pack),
+            )
             .fallback(api::not_found)
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "fake GitHub server stopped");
             }
@@ -196,6 +244,11 @@ impl FakeGitHub {
     /// check the client kept to the interval.
     pub fn device_polls(&self) -> Vec<Instant> {
         self.state.lock().device_polls.iter().copied().collect()
+    }
+
+    /// Where the bare repositories live, when configured.
+    pub fn repos_dir(&self) -> Option<&Path> {
+        self.state.repos_dir.as_deref()
     }
 }
 
@@ -309,6 +362,7 @@ struct Shared {
     device_interval: u64,
     slow_down_increment: u64,
     device_ttl: Duration,
+    repos_dir: Option<PathBuf>,
     inner: Mutex<Inner>,
 }
 
@@ -325,6 +379,17 @@ struct Inner {
     device_polls: VecDeque<Instant>,
     /// For `x-github-request-id`.
     counter: u64,
+    /// Issues and pull requests of every repository, in creation order.
+    issues: Vec<issues::Issue>,
+    /// Issue and pull request comments, in creation order.
+    comments: Vec<issues::Comment>,
+    /// The last issue or pull request number per lowercased `owner/name`.
+    numbers: HashMap<String, u64>,
+    /// Ids of the repositories found in `repos_dir`, by lowercased
+    /// `owner/name`, assigned on first sight so they stay stable.
+    repo_ids: HashMap<String, u64>,
+    /// Comment ids handed out, webhook payloads' included.
+    comment_ids: u64,
 }
 
 struct CodeGrant {
@@ -396,6 +461,14 @@ impl Inner {
     }
 }
 
+/// Now in UTC, as GitHub writes times: `2020-01-01T00:00:00Z`.
+fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| api::CREATED_AT.to_owned())
+}
+
 /// Scopes as GitHub reads them: space- or comma-separated, deduplicated.
 fn parse_scopes(scope: &str) -> Vec<String> {
     let mut scopes: Vec<String> = Vec::new();
@@ -428,8 +501,19 @@ fn random_from(alphabet: &[u8], len: usize) -> String {
 /// Records every request whole, then passes it on.
 async fn record(State(state): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    // Packs can be large and are not where secrets leak: they pass through
+    // unbuffered, with their own bound.
+    let path = parts.uri.path();
+    let streamed = path.ends_with("/git-upload-pack") || path.ends_with("/git-receive-pack");
+    let (bytes, body) = if streamed {
+        (axum::body::Bytes::new(), body)
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => (bytes.clone(), Body::from(bytes)),
+            Err(_) => {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+            }
+        }
     };
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
@@ -452,8 +536,7 @@ async fn record(State(state): State<Arc<Shared>>, request: Request, next: Next) 
         }
         inner.requests.push_back(recorded);
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// 503 when a cap is reached: a plain refusal the client cannot mistake for

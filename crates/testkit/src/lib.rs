@@ -1,6 +1,7 @@
 //! Loopback fakes that speak the real wire protocols, for tests, demos and UI
 //! work without the real services. [`anthropic`] fakes the Messages API;
-//! [`github`] fakes GitHub's OAuth flows and the REST calls sign-in makes.
+//! [`github`] fakes GitHub's OAuth flows, the REST calls sign-in and
+//! publishing make, git smart HTTP, and signed webhooks.
 
 pub mod anthropic;
 pub mod github;
@@ -16,6 +17,8 @@ pub use anthropic::Turn;
 pub use github::FakeGitHub;
 pub use github::FakeGitHubOptions;
 pub use github::RecordedRequest;
+pub use github::send_webhook;
+pub use github::webhook_signature;
 
 /// Why a fake could not start.
 #[derive(Debug, thiserror::Error)]

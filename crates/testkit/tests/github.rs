@@ -1,5 +1,6 @@
-//! The fake GitHub on the wire, driven with plain HTTP: the web flow here,
-//! the device flow and the REST routes in `github/`.
+//! The fake GitHub on the wire, driven with plain HTTP and real git: the web
+//! flow here; the device flow, the REST routes, git smart HTTP, pulls and
+//! comments, and webhooks in `github/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dockhand_testkit::FakeError;
@@ -12,8 +13,14 @@ use serde_json::json;
 
 #[path = "github/device.rs"]
 mod device;
+#[path = "github/git.rs"]
+mod git;
+#[path = "github/pulls.rs"]
+mod pulls;
 #[path = "github/rest.rs"]
 mod rest;
+#[path = "github/webhooks.rs"]
+mod webhooks;
 
 const CALLBACK: &str = "http://127.0.0.1:9/auth/callback";
 

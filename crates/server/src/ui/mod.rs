@@ -145,7 +145,7 @@ fn esc(s: &str) -> String {
 /// user's name is filled in here.
 async fn index(State(state): State<AppState>, mut parts: Parts) -> Response {
     let who = match AuthUser::from_request_parts(&mut parts, &state).await {
-        Ok(user) => format!("Signed in as <b>{}</b>", esc(&user.0.login)),
+        Ok(user) => format!("Signed in as {}", esc(&user.0.login)),
         Err(_) => String::new(),
     };
     let body = INDEX.replacen(WHO_MARK, &who, 1);
@@ -160,4 +160,67 @@ async fn index(State(state): State<AppState>, mut parts: Parts) -> Response {
     )
         .into_response();
     secure(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+    use axum::http::HeaderValue;
+    use axum::http::StatusCode;
+    use axum::http::header;
+
+    use super::ASSETS;
+    use super::CSP;
+    use super::INDEX;
+    use super::serve;
+
+    #[test]
+    fn assets_have_their_types_a_strict_policy_and_revalidate() {
+        let types = [
+            ("/ui/app.js", "text/javascript"),
+            ("/ui/task.js", "text/javascript"),
+            ("/ui/util.js", "text/javascript"),
+            ("/ui/app.css", "text/css"),
+            ("/ui/icon.svg", "image/svg+xml"),
+            ("/manifest.webmanifest", "application/manifest+json"),
+        ];
+        assert_eq!(ASSETS.len(), types.len());
+        for (asset, (path, kind)) in ASSETS.iter().zip(types) {
+            assert_eq!(asset.path, path);
+            let resp = serve(asset, &HeaderMap::new());
+            assert_eq!(resp.status(), StatusCode::OK);
+            let h = resp.headers();
+            assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind));
+            assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
+            let mut again = HeaderMap::new();
+            again.insert(header::IF_NONE_MATCH, h[header::ETAG].clone());
+            assert_eq!(serve(asset, &again).status(), StatusCode::NOT_MODIFIED);
+            let stale = HeaderValue::from_static("\"old\"");
+            again.insert(header::IF_NONE_MATCH, stale);
+            assert_eq!(serve(asset, &again).status(), StatusCode::OK);
+        }
+        assert!(CSP.starts_with("default-src 'none'; script-src 'self';"));
+        assert!(!CSP.contains("unsafe"));
+    }
+
+    #[test]
+    fn the_page_has_no_inline_code_and_no_external_assets() {
+        assert!(INDEX.contains("<meta name=\"viewport\""));
+        assert!(INDEX.contains("<link rel=\"manifest\" href=\"/manifest.webmanifest\">"));
+        assert!(INDEX.contains(super::WHO_MARK));
+        assert!(!INDEX.contains("<script>") && !INDEX.contains("style=\""));
+        assert!(!INDEX.contains("http://") && !INDEX.contains("https://"));
+        let manifest = ASSETS.iter().find(|a| a.path == "/manifest.webmanifest");
+        let manifest: serde_json::Value = serde_json::from_slice(manifest.unwrap().body).unwrap();
+        assert_eq!(manifest["start_url"], "/");
+        assert_eq!(manifest["icons"][0]["src"], "/ui/icon.svg");
+        for asset in ASSETS {
+            let text = String::from_utf8_lossy(asset.body);
+            assert!(
+                !text.contains("https://"),
+                "{} loads nothing from elsewhere",
+                asset.path
+            );
+        }
+    }
 }

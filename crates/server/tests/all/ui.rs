@@ -4,9 +4,10 @@
 //! and runs at a phone (390×844) and a desktop (1280×800) viewport.
 //!
 //! Every wait is a bounded condition poll: a WebDriver wait for an element, or
-//! [`until`], which re-evaluates a JavaScript expression.
+//! `Browser::until`, which re-evaluates a JavaScript expression.
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::Child;
 use std::process::Command;
@@ -15,41 +16,51 @@ use std::time::Duration;
 use std::time::Instant;
 
 use dockhand_protocol::TaskStatus;
+use dockhand_testkit::FakeGitHub;
+use dockhand_testkit::FakeGitHubOptions;
 use dockhand_testkit::Scenario;
 use dockhand_testkit::Turn;
 use fantoccini::Client;
 use fantoccini::ClientBuilder;
 use fantoccini::Locator;
 use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
 use serde_json::Value;
 use serde_json::json;
 
 use crate::common::*;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Viewport {
     Phone,
     Desktop,
 }
 
-impl Viewport {
-    fn name(self) -> &'static str {
-        match self {
-            Viewport::Phone => "phone",
-            Viewport::Desktop => "desktop",
+/// Runs a test body once per viewport, as the tests `BODY::phone` and `BODY::desktop`.
+macro_rules! at_both_sizes {
+    ($body:ident) => {
+        mod $body {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn phone() {
+                super::$body(super::Viewport::Phone).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn desktop() {
+                super::$body(super::Viewport::Desktop).await
+            }
         }
-    }
+    };
 }
 
 /// `chromedriver`, killed with everything it started (Chromium) when dropped.
 struct Driver {
     child: Child,
-    _profile: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The driver leads its own process group; Chromium is in it too.
+        // The driver leads its own process group, and Chromium is in it.
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
@@ -58,25 +69,14 @@ impl Drop for Driver {
     }
 }
 
-/// A browser session. Fields drop in order: the session's client, then the driver.
-struct Browser {
-    c: Client,
-    _driver: Driver,
-    viewport: Viewport,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+async fn start_driver() -> (Driver, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
-}
-
-async fn start_driver() -> (Driver, String) {
-    let port = free_port();
-    let profile = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(profile.path().join("chromedriver.log")).unwrap();
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("chromedriver.log")).unwrap();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -84,51 +84,69 @@ async fn start_driver() -> (Driver, String) {
         .process_group(0)
         .spawn()
         .expect("chromedriver is missing: apt-get install chromium chromium-driver");
-    let driver = Driver {
-        child,
-        _profile: profile,
-    };
+    let driver = Driver { child, dir };
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    loop {
-        let ready = reqwest::get(format!("{url}/status"))
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return (driver, url);
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "chromedriver did not start on port {port}"
-        );
+    while !reqwest::get(format!("{url}/status"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(started.elapsed() < PATIENCE, "chromedriver did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (driver, url)
+}
+
+/// chromedriver's `POST /session/{id}/chromium/network_conditions`: takes the page offline or back.
+#[derive(Debug)]
+struct NetworkConditions {
+    offline: bool,
+}
+
+impl WebDriverCompatibleCommand for NetworkConditions {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        let session = session.unwrap_or_default();
+        base.join(&format!("session/{session}/chromium/network_conditions"))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        let conditions = json!({"offline": self.offline, "latency": 0,
+            "download_throughput": -1, "upload_throughput": -1});
+        let body = json!({ "network_conditions": conditions }).to_string();
+        (axum::http::Method::POST, Some(body))
+    }
+}
+
+/// A browser session. Fields drop in order: the session's client, then the driver.
+struct Browser {
+    c: Client,
+    _driver: Driver,
+    viewport: Viewport,
+    /// Whether to save screenshots of the screens passed on the way.
+    shots: bool,
 }
 
 async fn browser(viewport: Viewport) -> Browser {
     let (driver, url) = start_driver().await;
-    let profile = driver._profile.path().join("profile");
-    let mut args = vec![
-        "--headless".to_owned(),
-        "--no-sandbox".to_owned(),
-        "--disable-gpu".to_owned(),
-        "--disable-background-networking".to_owned(),
-        "--disable-dev-shm-usage".to_owned(),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    let mut chrome = json!({"binary": "/usr/bin/chromium"});
-    match viewport {
-        // A phone: its viewport, pixel ratio and `<meta name=viewport>` handling.
-        Viewport::Phone => {
-            chrome["mobileEmulation"] = json!({"deviceMetrics": {
-                "width": 390, "height": 844, "pixelRatio": 2.0, "mobile": true, "touch": true
-            }});
+    let profile = driver.dir.path().join("profile");
+    // Exact viewports: a phone (pixel ratio, touch, `<meta name=viewport>`) or a desktop.
+    let metrics = match viewport {
+        Viewport::Phone => json!({"width": 390, "height": 844, "pixelRatio": 2.0, "mobile": true}),
+        Viewport::Desktop => {
+            json!({"width": 1280, "height": 800, "pixelRatio": 1.0, "mobile": false, "touch": false})
         }
-        Viewport::Desktop => args.push("--window-size=1280,800".to_owned()),
-    }
-    chrome["args"] = json!(args);
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".to_owned(), chrome);
+    };
+    let chrome = json!({
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display())],
+        "mobileEmulation": {"deviceMetrics": metrics},
+    });
+    let caps = serde_json::Map::from_iter([("goog:chromeOptions".to_owned(), chrome)]);
     let c = ClientBuilder::rustls()
         .unwrap()
         .capabilities(caps)
@@ -139,10 +157,15 @@ async fn browser(viewport: Viewport) -> Browser {
         c,
         _driver: driver,
         viewport,
+        shots: false,
     }
 }
 
 impl Browser {
+    fn size(&self) -> String {
+        format!("{:?}", self.viewport).to_lowercase()
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.c.execute(script, vec![]).await.unwrap()
     }
@@ -153,104 +176,100 @@ impl Browser {
         let script = format!("return ({expr});");
         loop {
             let v = self.js(&script).await;
-            let truthy =
-                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
-            if truthy {
+            if !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("") {
                 return v;
             }
+            let title = self.c.title().await.unwrap_or_default();
             assert!(
                 started.elapsed() < PATIENCE,
-                "timed out waiting for {what}; last value {v}; title {:?}",
-                self.c.title().await.unwrap_or_default()
+                "timed out waiting for {what}; last value {v}; title {title:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    async fn find(&self, css: &str) -> Element {
+    async fn wait_for(&self, what: Locator<'_>) -> Element {
         self.c
             .wait()
             .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
+            .for_element(what)
             .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .unwrap_or_else(|e| panic!("no element {what:?}: {e}"))
     }
 
-    async fn button(&self, name: &str) -> Element {
-        let xpath = format!("//button[normalize-space()='{name}']");
-        self.c
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
+    async fn find(&self, css: &str) -> Element {
+        self.wait_for(Locator::Css(css)).await
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// The text of every element matching `css`, visible or not.
+    async fn texts(&self, css: &str) -> Value {
+        let script = format!(
+            "return [...document.querySelectorAll({})].map(e => e.textContent);",
+            json!(css)
+        );
+        self.js(&script).await
+    }
+
+    async fn title(&self) -> String {
+        self.c.title().await.unwrap()
+    }
+
+    /// Clicks the button with this name.
+    async fn press(&self, name: &str) {
+        let b = self
+            .wait_for(Locator::XPath(&format!(
+                "//button[normalize-space()='{name}']"
+            )))
+            .await;
+        self.click(&b).await;
     }
 
     /// The control a `<label>` with this text names: the label must be real.
     async fn field(&self, label: &str) -> Element {
         let xpath = format!("//label[normalize-space()='{label}']");
-        let label_el = self
-            .c
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::XPath(&xpath))
+        let id = self
+            .wait_for(Locator::XPath(&xpath))
             .await
-            .unwrap_or_else(|e| panic!("no label {label:?}: {e}"));
-        let id = label_el.attr("for").await.unwrap().expect("label for=");
+            .attr("for")
+            .await;
+        let id = id.unwrap().expect("the label names its control");
         self.c.find(Locator::Id(&id)).await.unwrap()
     }
 
     /// Clicks like a person: the element is scrolled to the middle first, clear of the sticky dock.
     async fn click(&self, el: &Element) {
-        self.c
-            .execute(
-                "arguments[0].scrollIntoView({block: 'center'});",
-                vec![serde_json::to_value(el).unwrap()],
-            )
-            .await
-            .unwrap();
+        let arg = vec![serde_json::to_value(el).unwrap()];
+        let center = "arguments[0].scrollIntoView({block: 'center'});";
+        self.c.execute(center, arg).await.unwrap();
         el.click().await.unwrap();
     }
 
     async fn sign_in(&self, h: &Harness) {
         self.c.goto(&h.base).await.unwrap();
-        self.field("Token").await.send_keys(&h.token).await.unwrap();
-        let b = self.button("Sign in").await;
-        self.click(&b).await;
-        self.button("New task").await;
-        assert_eq!(self.c.title().await.unwrap(), "Tasks · Dockhand");
+        let token = self.field("Token").await;
+        assert_eq!(self.title().await, "Sign in · Dockhand");
+        self.shot("sign-in").await;
+        token.send_keys(&h.token).await.unwrap();
+        self.press("Sign in").await;
+        self.find("[data-new]").await;
+        assert_eq!(self.title().await, "Tasks · Dockhand");
     }
 
     /// Fills in the new-task form; returns the task id from the view it opens.
-    async fn start_task(&self, repo: &std::path::Path, prompt: &str) -> String {
-        let b = self.button("New task").await;
-        self.click(&b).await;
-        self.field("Repository")
-            .await
-            .send_keys(repo.to_str().unwrap())
-            .await
-            .unwrap();
+    async fn start_task(&self, repo: &Path, prompt: &str) -> String {
+        self.press("New task").await;
+        let repo_field = self.field("Repository").await;
+        repo_field.send_keys(repo.to_str().unwrap()).await.unwrap();
         self.field("Prompt").await.send_keys(prompt).await.unwrap();
-        let b = self.button("Start task").await;
-        self.click(&b).await;
-        let hash = self
-            .until(
-                "the task view",
-                "location.hash.startsWith('#/tasks/') && location.hash",
-            )
-            .await;
-        hash.as_str()
-            .unwrap()
-            .trim_start_matches("#/tasks/")
-            .to_owned()
-    }
-
-    async fn open_task(&self, h: &Harness, id: &str) {
-        self.c
-            .goto(&format!("{}/#/tasks/{id}", h.base))
-            .await
-            .unwrap();
-        self.find("section.task[data-status]").await;
+        self.shot("new-task").await;
+        self.press("Start task").await;
+        let hash = "location.hash.startsWith('#/tasks/') && location.hash";
+        let hash = self.until("the task view", hash).await;
+        hash.as_str().unwrap()["#/tasks/".len()..].to_owned()
     }
 
     async fn wait_status(&self, status: &str) {
@@ -258,25 +277,16 @@ impl Browser {
             .await;
     }
 
-    /// The `data-seq` of every rendered event, in page order.
-    async fn rendered_seqs(&self) -> Vec<u64> {
-        let v = self
-            .js("return [...document.querySelectorAll('[data-seq]')].map(e => Number(e.dataset.seq));")
-            .await;
-        serde_json::from_value(v).unwrap()
-    }
-
     /// Waits until the page shows every event the API has, then checks that it
     /// shows each exactly once.
     async fn check_events_match(&self, h: &Harness, id: &str) {
         let api: Vec<u64> = h.events(id).await.iter().map(|e| e.seq).collect();
-        let last = *api.last().unwrap();
-        self.until(
-            "every event rendered",
-            &format!("document.querySelector('[data-seq=\"{last}\"]')"),
-        )
-        .await;
-        let rendered = self.rendered_seqs().await;
+        let last = api.last().unwrap();
+        let shown = format!("document.querySelector('[data-seq=\"{last}\"]')");
+        self.until("every event rendered", &shown).await;
+        let script =
+            "return [...document.querySelectorAll('[data-seq]')].map(e => Number(e.dataset.seq));";
+        let rendered: Vec<u64> = serde_json::from_value(self.js(script).await).unwrap();
         let mut sorted = rendered.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -285,29 +295,38 @@ impl Browser {
     }
 
     async fn no_sideways_scroll(&self, screen: &str) {
-        let v = self
-            .js("return [document.documentElement.scrollWidth, window.innerWidth];")
-            .await;
-        let (scroll, inner) = (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
-        if matches!(self.viewport, Viewport::Phone) {
-            assert_eq!(inner, 390, "the phone viewport");
-        }
+        let script = "return [document.documentElement.scrollWidth, innerWidth, innerHeight];";
+        let v = self.js(script).await;
+        let want = match self.viewport {
+            Viewport::Phone => json!([390, 844]),
+            Viewport::Desktop => json!([1280, 800]),
+        };
+        assert_eq!(json!([v[1], v[2]]), want, "the viewport");
         assert!(
-            scroll <= inner,
-            "the {screen} scrolls sideways at {}: scrollWidth {scroll} > {inner}",
-            self.viewport.name()
+            v[0].as_u64() <= v[1].as_u64(),
+            "the {screen} scrolls sideways at {}: {v}",
+            self.size()
         );
     }
 
+    async fn network(&self, online: bool) {
+        let cmd = NetworkConditions { offline: !online };
+        self.c.issue_cmd(cmd).await.unwrap();
+    }
+
+    /// Saves a screenshot under `target/ui-screenshots/`.
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         let png = self.c.screenshot().await.unwrap();
-        std::fs::write(
-            dir.join(format!("{name}-{}.png", self.viewport.name())),
-            png,
-        )
-        .unwrap();
+        let file = dir.join(format!("{name}-{}.png", self.size()));
+        std::fs::write(file, png).unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        if self.shots {
+            self.screenshot(name).await;
+        }
     }
 
     async fn close(self) {
@@ -316,7 +335,8 @@ impl Browser {
 }
 
 /// A long line with no break opportunity, to catch anything that would scroll sideways.
-const LONG_WORD: &str = "supercalifragilisticexpialidocious_and_then_some_more_text_without_any_spaces_at_all_0123456789";
+const LONG_WORD: &str =
+    "supercalifragilisticexpialidocious_and_then_some_more_text_without_any_spaces_0123456789";
 
 fn final_text() -> String {
     let words = "The check passed and the marker file is in place. I printed the answer to the \
@@ -325,56 +345,43 @@ fn final_text() -> String {
     format!("{words} {LONG_WORD}{LONG_WORD}")
 }
 
-async fn watch_a_task(viewport: Viewport) {
+async fn a_task_started_from_the_page_streams_and_finishes(viewport: Viewport) {
+    let command =
+        format!("echo ui-output-$((6*7)); echo {LONG_WORD}{LONG_WORD}; echo m > done.txt");
     let scenario = Scenario::new()
         .token_delay_ms(40)
-        .turn(Turn::text("Let me run the check.").tool_use(
-            "bash",
-            json!({"command": format!("echo ui-output-$((6*7)); echo {LONG_WORD}{LONG_WORD}; echo marker > done.txt")}),
-        ))
+        .turn(Turn::text("Let me run the check.").tool_use("bash", json!({ "command": command })))
         .text(final_text());
     let h = Harness::start(scenario).await;
     let repo = h.repo(&[("hello.txt", "hello\n")]);
-    let b = browser(viewport).await;
+    let mut b = browser(viewport).await;
+    b.shots = true;
     b.sign_in(&h).await;
-    if matches!(viewport, Viewport::Phone) {
-        b.screenshot("signed-in").await;
-    }
-    let id = b
-        .start_task(&repo, &format!("Run the check and report {LONG_WORD}"))
-        .await;
+    b.no_sideways_scroll("empty task list").await;
+    let prompt = format!("Run the check and report {LONG_WORD}");
+    let id = b.start_task(&repo, &prompt).await;
 
     // The final text streams in before the task ends: it shows in the live
     // block while no committed block holds it yet.
+    let streaming = "(() => { const s = document.querySelector('.live .streaming'); \
+        const committed = [...document.querySelectorAll('.k-assistant')].some(e => e.textContent.startsWith('The check')); \
+        return s && !committed && s.textContent.startsWith('The check') && s.textContent; })()";
+    let streamed = b.until("streamed text", streaming).await;
+    assert!(!h.task(&id).await.status.is_terminal(), "streamed too late");
     let text = final_text();
-    let streamed = b
-        .until(
-            "streamed text",
-            "(() => { const s = document.querySelector('.live .streaming'); \
-             const committed = [...document.querySelectorAll('.k-assistant')].some(e => e.textContent.startsWith('The check')); \
-             return s && !committed && s.textContent.startsWith('The check') && s.textContent; })()",
-        )
-        .await;
-    let streamed = streamed.as_str().unwrap();
-    assert!(text.starts_with(streamed), "streamed {streamed:?}");
-    let status = h.task(&id).await.status;
-    assert!(
-        !status.is_terminal(),
-        "the text streamed only after the end"
-    );
+    assert!(text.starts_with(streamed.as_str().unwrap()), "{streamed}");
+    b.screenshot("task-streaming").await;
 
     b.wait_status("succeeded").await;
-    assert_eq!(b.c.title().await.unwrap(), "succeeded · Dockhand");
+    assert_eq!(b.title().await, "succeeded · Dockhand");
     assert_eq!(h.task(&id).await.status, TaskStatus::Succeeded);
     // The committed text replaced the streaming block.
     b.until(
-        "the committed text",
-        "!document.querySelector('.streaming') && [...document.querySelectorAll('.k-assistant')].map(e => e.textContent).join('\\n')",
+        "the end of streaming",
+        "!document.querySelector('.streaming')",
     )
     .await;
-    let committed = b
-        .js("return [...document.querySelectorAll('.k-assistant')].map(e => e.textContent);")
-        .await;
+    let committed = b.texts(".k-assistant").await;
     assert_eq!(committed, json!(["Let me run the check.", text]));
 
     // The tool call opens to show its command, its output and its exit code.
@@ -384,45 +391,46 @@ async fn watch_a_task(viewport: Viewport) {
     let output = b.find("li.k-tool pre.output").await;
     assert!(output.is_displayed().await.unwrap());
     assert!(output.text().await.unwrap().contains("ui-output-42"));
-    let state = b.find("li.k-tool .tool-state").await.text().await.unwrap();
-    assert!(state.starts_with("exit 0"), "{state}");
-    let result = b.find("li.k-tool .result").await.text().await.unwrap();
-    assert!(result.starts_with("exit 0"), "{result}");
+    let state = b.text("li.k-tool .tool-state").await;
+    assert!(state.starts_with("exit 0 · "), "{state}");
+    let result = b.text("li.k-tool .result").await;
+    assert!(result.starts_with("exit 0 after "), "{result}");
     // The diff stat and the token usage are shown.
-    let diff = b.find("li.k-diff").await.text().await.unwrap();
-    assert!(diff.contains("1 file changed"), "{diff}");
-    let usage = b.find("[data-usage]").await.text().await.unwrap();
-    assert!(usage.ends_with("tokens"), "{usage}");
+    let diff = b.text("li.k-diff").await;
+    assert!(
+        diff.starts_with("1 file changed +1 −0 on dockhand/"),
+        "{diff}"
+    );
+    let usage = b.text("[data-usage]").await;
+    assert!(usage.ends_with(" tokens"), "{usage}");
     b.check_events_match(&h, &id).await;
     b.no_sideways_scroll("task view").await;
+    b.screenshot("task-tool").await;
+    // The end of the task, as the page shows it when it follows along.
+    b.js("scrollTo(0, document.documentElement.scrollHeight);")
+        .await;
     b.screenshot("task").await;
 
     // Back on the list, the task reads succeeded.
     let back = b.find("a.back").await;
     b.click(&back).await;
-    let item = b
-        .find(&format!("li.task-item[data-id='{id}'] .badge"))
+    let badge = b
+        .text(&format!("li.task-item[data-id='{id}'] .badge"))
         .await;
-    assert_eq!(item.text().await.unwrap(), "succeeded");
+    assert_eq!(badge, "succeeded");
     b.no_sideways_scroll("task list").await;
     b.screenshot("list").await;
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_task_started_from_the_page_streams_and_finishes_phone() {
-    watch_a_task(Viewport::Phone).await;
-}
+at_both_sizes!(a_task_started_from_the_page_streams_and_finishes);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_task_started_from_the_page_streams_and_finishes_desktop() {
-    watch_a_task(Viewport::Desktop).await;
-}
-
-async fn follow_up(viewport: Viewport) {
+async fn a_follow_up_sent_from_the_page_runs_the_task_again(viewport: Viewport) {
+    // The second run prints about 2 MB, which the page must cap, not choke on.
     let scenario = Scenario::new()
         .token_delay_ms(5)
         .text("First pass done.")
+        .turn(Turn::tool("bash", json!({"command": "seq 1 300000"})))
         .text("Second pass done, as you asked.");
     let h = Harness::start(scenario).await;
     let repo = h.repo(&[("a.txt", "a\n")]);
@@ -431,51 +439,59 @@ async fn follow_up(viewport: Viewport) {
     let id = b.start_task(&repo, "Do the first pass").await;
     b.wait_status("succeeded").await;
 
-    let box_ = b.field("Follow-up").await;
-    box_.send_keys("Now the second pass").await.unwrap();
-    let send = b.button("Send").await;
-    b.click(&send).await;
+    let field = b.field("Follow-up").await;
+    field.send_keys("Now the second pass").await.unwrap();
+    b.press("Send").await;
     // The follow-up appears, the task runs again, and it ends with the second answer.
-    b.until(
-        "the second run",
-        "[...document.querySelectorAll('.k-user')].some(e => e.textContent.includes('Now the second pass')) \
-         && [...document.querySelectorAll('.k-status .s-succeeded')].length === 2 \
-         && document.querySelector('section.task').dataset.status === 'succeeded'",
-    )
-    .await;
-    let texts = b
-        .js("return [...document.querySelectorAll('.k-assistant')].map(e => e.textContent);")
-        .await;
+    let again = "[...document.querySelectorAll('.k-user')].some(e => e.textContent.includes('Now the second pass')) \
+        && document.querySelectorAll('.steps .s-succeeded').length === 2 \
+        && document.querySelector('section.task').dataset.status === 'succeeded'";
+    b.until("the second run", again).await;
+    let texts = b.texts(".k-assistant").await;
     assert_eq!(
         texts,
         json!(["First pass done.", "Second pass done, as you asked."])
     );
+    // The live output keeps its last 64 KiB (the server stops streaming at 256 KiB);
+    // the result shows the end.
+    let out = b.texts("li.k-tool pre.output").await;
+    let (live, end) = (out[0].as_str().unwrap(), out[1].as_str().unwrap());
+    assert!(
+        live.len() <= 64 * 1024 && live.contains("live output stops here"),
+        "{}",
+        live.len()
+    );
+    assert!(end.trim_end().ends_with("\n299999\n300000"), "{end}");
+    let note = b.texts("li.k-tool .tool-body > p").await;
+    assert!(
+        note[0]
+            .as_str()
+            .unwrap()
+            .ends_with("earlier characters are not shown here.")
+    );
+    let left = field.prop("value").await.unwrap();
     assert_eq!(
-        b.field("Follow-up").await.prop("value").await.unwrap(),
-        Some(String::new()),
+        left.as_deref(),
+        Some(""),
         "the box is cleared after sending"
     );
     assert_eq!(h.task(&id).await.status, TaskStatus::Succeeded);
     b.check_events_match(&h, &id).await;
+
+    // Signing out ends the session: the sign-in form is back and the API refuses the page.
+    b.press("Sign out").await;
+    b.field("Token").await;
+    let me = "const done = arguments[0]; fetch('/api/v1/me').then(r => done(r.status));";
+    assert_eq!(b.c.execute_async(me, vec![]).await.unwrap(), json!(401));
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_follow_up_sent_from_the_page_runs_the_task_again_phone() {
-    follow_up(Viewport::Phone).await;
-}
+at_both_sizes!(a_follow_up_sent_from_the_page_runs_the_task_again);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_follow_up_sent_from_the_page_runs_the_task_again_desktop() {
-    follow_up(Viewport::Desktop).await;
-}
-
-async fn cancel(viewport: Viewport) {
+async fn a_running_task_is_cancelled_from_the_page(viewport: Viewport) {
+    let sleep = json!({"command": "echo sleeping; sleep 600"});
     let scenario = Scenario::new()
-        .turn(Turn::tool(
-            "bash",
-            json!({"command": "echo sleeping; sleep 600"}),
-        ))
+        .turn(Turn::tool("bash", sleep))
         .text("never reached");
     let h = Harness::start(scenario).await;
     let repo = h.repo(&[("a.txt", "a\n")]);
@@ -483,170 +499,142 @@ async fn cancel(viewport: Viewport) {
     b.sign_in(&h).await;
     let id = b.start_task(&repo, "Sleep for a long time").await;
     // The command is running: its first output line shows in the collapsed block.
-    b.until(
-        "the running command",
-        "document.querySelector('li.k-tool .tail')?.textContent === 'sleeping'",
-    )
-    .await;
-    assert_eq!(b.c.title().await.unwrap(), "running · Dockhand");
+    let running = "document.querySelector('li.k-tool .tail')?.textContent === 'sleeping'";
+    b.until("the running command", running).await;
+    assert_eq!(b.title().await, "running · Dockhand");
 
-    let cancel = b.button("Cancel").await;
-    b.click(&cancel).await;
+    b.press("Cancel").await;
     // A confirmation step comes first; nothing is cancelled yet.
-    let yes = b.button("Cancel task").await;
+    b.find("[data-confirm]:not([hidden])").await;
     assert_eq!(h.task(&id).await.status, TaskStatus::Running);
-    b.click(&yes).await;
+    b.press("Cancel task").await;
     b.wait_status("cancelled").await;
-    assert_eq!(b.c.title().await.unwrap(), "cancelled · Dockhand");
-    let done = h.wait_done(&id).await;
-    assert_eq!(done.status, TaskStatus::Cancelled);
+    assert_eq!(b.title().await, "cancelled · Dockhand");
+    assert_eq!(h.wait_done(&id).await.status, TaskStatus::Cancelled);
+    let cancel = b.find("[data-cancel]").await;
     assert!(
-        !b.find("[data-cancel]").await.is_displayed().await.unwrap(),
-        "a finished task offers no Cancel"
+        !cancel.is_displayed().await.unwrap(),
+        "nothing left to cancel"
     );
     b.check_events_match(&h, &id).await;
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_running_task_is_cancelled_from_the_page_phone() {
-    cancel(Viewport::Phone).await;
+at_both_sizes!(a_running_task_is_cancelled_from_the_page);
+
+/// Waits until the `round`th tool block's newest output line is `tick 2`.
+async fn second_tick(b: &Browser, round: usize) {
+    let expr = format!(
+        "(() => {{ const t = document.querySelectorAll('li.k-tool .tail'); \
+         return t.length === {round} && t[{round} - 1].textContent === 'tick 2'; }})()"
+    );
+    b.until(&format!("tick 2 of round {round}"), &expr).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_running_task_is_cancelled_from_the_page_desktop() {
-    cancel(Viewport::Desktop).await;
-}
-
-async fn reconnect(viewport: Viewport) {
-    let ticks = "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done";
+async fn the_page_reconnects_and_shows_every_event_once(viewport: Viewport) {
+    let ticks = json!({"command": "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done"});
     let scenario = Scenario::new()
         .token_delay_ms(20)
-        .turn(
-            Turn::text("Counting slowly, then talking.")
-                .tool_use("bash", json!({"command": ticks})),
-        )
-        .turn(Turn::text("One more round.").tool_use("bash", json!({"command": ticks})))
-        .text("Both rounds are done, and every tick was printed in order.");
+        .turn(Turn::text("Counting slowly.").tool_use("bash", ticks.clone()))
+        .turn(Turn::text("One more round.").tool_use("bash", ticks.clone()))
+        .turn(Turn::text("And a last one.").tool_use("bash", ticks))
+        .text("All rounds are done, and every tick was printed in order.");
     let h = Harness::start(scenario).await;
     let repo = h.repo(&[("a.txt", "a\n")]);
     let b = browser(viewport).await;
     b.sign_in(&h).await;
-    let id = b.start_task(&repo, "Count twice").await;
+    let id = b.start_task(&repo, "Count three times").await;
 
-    // Kill the socket mid-command, twice: in each round, after the second tick.
+    // Kill the socket mid-command in the first two rounds, after the second tick.
     for round in 1..=2 {
-        b.until(
-            &format!("tick 2 of round {round}"),
-            &format!(
-                "(() => {{ const t = document.querySelectorAll('li.k-tool .tail'); \
-                 return t.length === {round} && t[{round} - 1].textContent === 'tick 2' \
-                 && window.dockhandSocket && window.dockhandSocket.readyState === 1; }})()"
-            ),
-        )
-        .await;
-        b.js("window.killedSocket = window.dockhandSocket; window.dockhandSocket.close();")
-            .await;
-        b.until(
-            "a new socket",
-            "window.dockhandSocket && window.dockhandSocket !== window.killedSocket \
-             && window.dockhandSocket.readyState === 1",
-        )
-        .await;
+        second_tick(&b, round).await;
+        let kill = "const s = window.dockhandSocket; window.killedSocket = s; s.close(); return s.readyState;";
+        assert_eq!(b.js(kill).await, json!(2), "the socket was open");
+        let fresh = "window.dockhandSocket && window.dockhandSocket !== window.killedSocket \
+            && window.dockhandSocket.readyState === 1 && window.dockhandSocket.url";
+        let url = b.until("a new socket", fresh).await;
+        let url = url.as_str().unwrap();
+        // It asks only for what the page has not seen, with a ticket, never a token.
+        let after = url
+            .split("after=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        assert!(after.parse::<u64>().unwrap() > 0, "{url}");
+        assert!(url.contains("ticket=wst_") && !url.contains("dh_"), "{url}");
     }
-    assert!(
-        !h.task(&id).await.status.is_terminal(),
-        "the sockets were killed mid-task"
-    );
+    assert!(!h.task(&id).await.status.is_terminal(), "killed mid-task");
+
+    // The network drops in the third round: the banner says so, the task ends
+    // meanwhile, and the page catches up when the network is back.
+    second_tick(&b, 3).await;
+    b.js("window.offlineSocket = window.dockhandSocket;").await;
+    b.network(false).await;
+    let banner = "!document.getElementById('offline').hidden && document.getElementById('offline').textContent";
+    let banner = b.until("the offline banner", banner).await;
+    assert!(banner.as_str().unwrap().contains("offline"), "{banner}");
+    assert_eq!(h.wait_done(&id).await.status, TaskStatus::Succeeded);
+    b.network(true).await;
+    // Back online, the page opens a fresh socket: the old one may be dead.
+    let fresh = "document.getElementById('offline').hidden && window.dockhandSocket \
+        && window.dockhandSocket !== window.offlineSocket && window.dockhandSocket.readyState === 1";
+    b.until("a fresh socket", fresh).await;
     b.wait_status("succeeded").await;
     b.check_events_match(&h, &id).await;
     // Each tick shows once, in order, in each round.
-    let outputs = b
-        .js("return [...document.querySelectorAll('li.k-tool pre.output')].map(e => e.textContent);")
-        .await;
     let want: String = (1..=6).map(|i| format!("tick {i}\n")).collect();
-    assert_eq!(outputs, json!([want, want]));
+    let outputs = b.texts("li.k-tool pre.output").await;
+    assert_eq!(outputs, json!([want, want, want]));
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_page_reconnects_and_shows_every_event_once_phone() {
-    reconnect(Viewport::Phone).await;
-}
+at_both_sizes!(the_page_reconnects_and_shows_every_event_once);
 
+/// With GitHub configured, the page offers GitHub sign-in, and the new-task form
+/// suggests the user's repositories.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_page_reconnects_and_shows_every_event_once_desktop() {
-    reconnect(Viewport::Desktop).await;
-}
-
-/// The page and its files come from the binary, with their types and a strict policy.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_ui_is_served_from_the_binary_with_a_strict_policy() {
-    let h = Harness::start(Scenario::new()).await;
-    let get = |path: &str| reqwest::get(format!("{}{path}", h.base));
-    let page = get("/").await.unwrap();
-    assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
-        "{csp}"
-    );
-    assert!(!csp.contains("unsafe"), "{csp}");
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = page.text().await.unwrap();
-    assert!(html.contains("<meta name=\"viewport\""));
-    assert!(html.contains("rel=\"manifest\" href=\"/manifest.webmanifest\""));
-    assert!(
-        !html.contains("<script>") && !html.contains("style=\""),
-        "no inline script or style"
-    );
-    assert!(
-        !html.contains("http://") && !html.contains("https://"),
-        "no external assets"
-    );
-    for (path, kind) in [
-        ("/ui/app.js", "text/javascript"),
-        ("/ui/task.js", "text/javascript"),
-        ("/ui/util.js", "text/javascript"),
-        ("/ui/app.css", "text/css"),
-        ("/ui/icon.svg", "image/svg+xml"),
-        ("/manifest.webmanifest", "application/manifest+json"),
-    ] {
-        let resp = get(path).await.unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(kind),
-            "{path}"
-        );
-        let etag = resp.headers()["etag"].clone();
-        let again = h
-            .http
-            .get(format!("{}{path}", h.base))
-            .header("if-none-match", etag)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 304, "{path} revalidates");
-    }
-    let manifest: Value = get("/manifest.webmanifest")
+async fn github_sign_in_and_repository_suggestions() {
+    let gh = FakeGitHub::start(FakeGitHubOptions {
+        users: vec!["alice".into()],
+        repos: vec!["acme/demo".into(), "alice/notes".into()],
+        client_id: Some("cid".into()),
+        client_secret: Some("csecret".into()),
+        ..FakeGitHubOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = gh.base_url();
+    let h = Harness::start_with(Scenario::new(), |c| {
+        c.github.client_id = "cid".into();
+        c.github.client_secret = "csecret".into();
+        c.github.web_url = url.clone();
+        c.github.api_url = url;
+        c.github.allowed_users = vec!["alice".into()];
+    })
+    .await;
+    let info: Value = reqwest::get(format!("{}/auth/info", h.base))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(manifest["start_url"], "/");
-    assert_eq!(manifest["icons"][0]["src"], "/ui/icon.svg");
-    let info: Value = get("/auth/info").await.unwrap().json().await.unwrap();
-    assert_eq!(info, json!({"github": false}));
+    assert_eq!(info, json!({"github": true}));
+    let b = browser(Viewport::Phone).await;
+    b.c.goto(&h.base).await.unwrap();
+    let link = b.wait_for(Locator::LinkText("Sign in with GitHub")).await;
+    // The token form is one step away, not in the way.
+    assert!(!b.field("Token").await.is_displayed().await.unwrap());
+    b.click(&link).await;
+    // GitHub (the fake) approves at once and sends the browser back, signed in.
+    b.press("New task").await;
+    assert_eq!(b.text("#who b").await, "alice");
+    let options =
+        "[...document.querySelectorAll('#repo-list option')].map(o => o.value).sort().join(' ')";
+    let suggested = b.until("repository suggestions", options).await;
+    assert_eq!(suggested, json!("acme/demo alice/notes"));
+    let list = b.field("Repository").await.attr("list").await.unwrap();
+    assert_eq!(list.as_deref(), Some("repo-list"));
+    b.close().await;
 }

@@ -1,12 +1,13 @@
 //! `dockhand-fake-github --listen ADDR --user LOGIN [--user LOGIN ...]
 //! [--org ORG:LOGIN,LOGIN]... [--repo OWNER/NAME]... [--client-id X]
-//! [--client-secret Y] [--device-interval SECS]`: serves a fake GitHub (web
-//! and API on one base URL) until interrupted, so Dockhand's sign-in can be
-//! tried without a real OAuth app.
+//! [--client-secret Y] [--device-interval SECS] [--repos DIR]`: serves a fake
+//! GitHub (web, API and git on one base URL) until interrupted, so Dockhand's
+//! sign-in and publishing can be tried without a real OAuth app or GitHub.
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -41,6 +42,10 @@ struct Args {
     /// What `slow_down` adds to the interval, in seconds.
     #[arg(long, default_value_t = 5)]
     slow_down_increment: u64,
+    /// Serve the bare repositories DIR/OWNER/NAME.git at /OWNER/NAME.git
+    /// over git smart HTTP, and through the REST API as OWNER/NAME.
+    #[arg(long = "repos", value_name = "DIR")]
+    repos_dir: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         client_secret: args.client_secret,
         device_interval: args.device_interval,
         slow_down_increment: args.slow_down_increment,
+        repos_dir: args.repos_dir,
         ..FakeGitHubOptions::default()
     };
     let fake = FakeGitHub::start(options).await?;

@@ -1,6 +1,6 @@
 //! The REST side: `/user`, `/user/orgs`, `/user/repos`, org membership, and
 //! GitHub's checks and headers on every call (User-Agent, token, rate limit,
-//! `x-oauth-scopes`).
+//! `x-oauth-scopes`), shared with the repository, pulls and issues routes.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,32 +18,33 @@ use serde_json::Value;
 use serde_json::json;
 
 use super::Org;
-use super::Repo;
 use super::Shared;
 use super::User;
 use super::form;
+use super::repos::RepoView;
 
-const DOCS: &str = "https://docs.github.com/rest";
+pub(super) const DOCS: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
 const UNAUTHENTICATED_RATE_LIMIT: u64 = 60;
-const CREATED_AT: &str = "2020-01-01T00:00:00Z";
+pub(super) const CREATED_AT: &str = "2020-01-01T00:00:00Z";
 
 /// What a call needs to know about its caller, and the headers every
 /// answer carries.
-struct Caller {
-    user: usize,
+pub(super) struct Caller {
+    /// Index into `Directory::users`.
+    pub(super) user: usize,
     scopes: Vec<String>,
     request_id: String,
     used: u64,
 }
 
 impl Caller {
-    fn has_scope(&self, wanted: &[&str]) -> bool {
+    pub(super) fn has_scope(&self, wanted: &[&str]) -> bool {
         self.scopes.iter().any(|s| wanted.contains(&s.as_str()))
     }
 
     /// An answer with GitHub's headers; `body` of `None` is an empty body.
-    fn reply(&self, status: StatusCode, body: Option<Value>) -> Response {
+    pub(super) fn reply(&self, status: StatusCode, body: Option<Value>) -> Response {
         let mut response = with_headers(status, body, &self.request_id, RATE_LIMIT, self.used);
         if let Ok(scopes) = self.scopes.join(", ").parse() {
             response.headers_mut().insert("x-oauth-scopes", scopes);
@@ -54,7 +55,7 @@ impl Caller {
 
 /// GitHub's checks, in its order: a User-Agent, then a live token.
 /// The refusal is boxed because a `Response` is large.
-fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+pub(super) fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
     let mut inner = state.lock();
     let request_id = inner.next_request_id();
     let reject = |status: StatusCode, message: &str| {
@@ -142,12 +143,13 @@ fn with_headers(
 /// Runs `authenticate` and returns its refusal from the handler.
 macro_rules! caller {
     ($state:expr, $headers:expr) => {
-        match authenticate(&$state, &$headers) {
+        match $crate::github::api::authenticate(&$state, &$headers) {
             Ok(caller) => caller,
             Err(response) => return *response,
         }
     };
 }
+pub(super) use caller;
 
 /// `GET /user`.
 pub(super) async fn user(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -260,7 +262,7 @@ pub(super) async fn user_repos(
     };
     let per_page = number("per_page", 30).clamp(1, 100);
     let page = number("page", 1).max(1);
-    let mut repos: Vec<&Repo> = state.directory.repos.iter().collect();
+    let mut repos = state.all_repos();
     // GitHub's default order; every fake repo has the same dates, so the
     // date sorts keep the configured order.
     if form::get(&params, "sort").is_none_or(|s| s == "full_name") {
@@ -325,11 +327,11 @@ pub(super) async fn not_found(State(state): State<Arc<Shared>>) -> Response {
     )
 }
 
-fn not_found_body() -> Value {
+pub(super) fn not_found_body() -> Value {
     json!({"message": "Not Found", "documentation_url": DOCS, "status": "404"})
 }
 
-fn simple_user(base: &str, user: &User) -> Value {
+pub(super) fn simple_user(base: &str, user: &User) -> Value {
     json!({
         "login": user.login,
         "id": user.id,
@@ -355,7 +357,7 @@ fn org_json(base: &str, org: &Org) -> Value {
     })
 }
 
-fn repo_json(state: &Shared, repo: &Repo) -> Value {
+pub(super) fn repo_json(state: &Shared, repo: &RepoView) -> Value {
     let base = &state.base_url;
     let full_name = format!("{}/{}", repo.owner, repo.name);
     // The owner is a configured user or org when there is one; otherwise a
@@ -377,7 +379,7 @@ fn repo_json(state: &Shared, repo: &Repo) -> Value {
         "visibility": "public",
         "fork": false,
         "archived": false,
-        "default_branch": "main",
+        "default_branch": repo.default_branch,
         "url": format!("{base}/repos/{full_name}"),
         "html_url": format!("{base}/{full_name}"),
         "clone_url": format!("{base}/{full_name}.git"),

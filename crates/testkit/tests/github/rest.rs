@@ -167,13 +167,25 @@ async fn api_calls_need_a_live_token_and_a_user_agent() {
 }
 
 /// Ends the child even when an assertion fails first.
-struct KillOnDrop(std::process::Child);
+pub(super) struct KillOnDrop(pub(super) std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The base URL the binary prints on its first line.
+pub(super) fn listening_on(child: &mut KillOnDrop) -> String {
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -202,15 +214,7 @@ async fn the_binary_serves_users_from_flags() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let base = listening_on(&mut child);
 
     let url = Url::parse_with_params(
         &format!("{base}/login/oauth/authorize"),

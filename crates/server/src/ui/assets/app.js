@@ -25,7 +25,7 @@ function showError(node, message) {
 function setWho() {
   const who = document.getElementById("who");
   who.replaceChildren();
-  if (state.me) who.append("Signed in as ", el("b", { text: state.me.login }));
+  if (state.me) who.append(el("span.wide", { text: "Signed in as " }), el("b", { text: state.me.login }));
   document.getElementById("signout").hidden = !state.me;
 }
 

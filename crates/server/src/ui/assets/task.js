@@ -80,11 +80,12 @@ export class TaskView {
     this.lastSeq = 0; // the last event seq accepted; every seq up to it is queued or rendered
     this.queue = [];
     this.tools = new Map(); // tool_use id → its block
+    this.grown = new Set(); // blocks whose output grew in this frame
     this.live = new Map(); // streaming text block index → element
     this.partial = false; // live text resumed mid-block after a reconnect
     this.ws = null;
     this.attempt = 0;
-    this.caughtUp = false;
+    this.caughtUp = false; // until the first replay is done, the header keeps the fetched status
     this.follow = true;
     this.status = null;
     this.eventStatus = null;
@@ -112,11 +113,12 @@ export class TaskView {
       const doc = document.documentElement;
       this.follow = innerHeight + scrollY >= doc.scrollHeight - 120;
     };
+    // Back online: a socket that looks open may be dead (the phone changed
+    // networks), so start a fresh one; seq dedupe makes this safe.
     this.onOnline = () => {
-      if (!this.ws && !this.dead) {
-        this.attempt = 0;
-        this.connect();
-      }
+      if (this.dead || !this.task) return;
+      this.attempt = 0;
+      this.reconnect(0);
     };
     this.onVisibility = () => {
       if (document.hidden) {
@@ -135,6 +137,7 @@ export class TaskView {
     this.detach();
     for (const t of Object.values(this.timers)) clearTimeout(t);
     if (this.frame) cancelAnimationFrame(this.frame);
+    clearTimeout(this.frameTimer);
     removeEventListener("scroll", this.onScroll);
     removeEventListener("online", this.onOnline);
     document.removeEventListener("visibilitychange", this.onVisibility);
@@ -188,7 +191,6 @@ export class TaskView {
       `?after=${this.lastSeq}&ticket=${encodeURIComponent(ticket)}`;
     const ws = new WebSocket(url);
     this.ws = ws;
-    this.caughtUp = false;
     window.dockhandSocket = ws;
     ws.onopen = () => {
       if (ws === this.ws) this.banner(false);
@@ -290,8 +292,23 @@ export class TaskView {
       if (performance.now() - start > FRAME_BUDGET_MS) break;
     }
     this.queue = this.queue.slice(i);
+    for (const block of this.grown) {
+      if (block.details.open && block.stick) block.out.scrollTop = block.out.scrollHeight;
+    }
+    this.grown.clear();
     if (this.follow) scrollTo(0, document.documentElement.scrollHeight);
     if (this.queue.length) this.schedule();
+  }
+
+  /** Status changes and start-up phases share one compact, wrapping row while they follow each other. */
+  step(seq, node) {
+    let group = this.timeline.lastElementChild;
+    if (!group || !group.classList.contains("steps")) {
+      group = el("li.ev.steps");
+      this.timeline.append(group);
+    }
+    node.dataset.seq = seq;
+    group.append(node);
   }
 
   row(kind, seq, ...children) {
@@ -313,22 +330,18 @@ export class TaskView {
         return;
       case "assistant_delta":
         return this.delta(m);
-      case "status":
-        this.row("status", m.seq, el(`span.badge.s-${d.status}`, { text: d.status }), d.message ? ` ${d.message}` : "");
+      case "status": {
+        const mark = { succeeded: "✔", failed: "✘", cancelled: "■" }[d.status] || "●";
+        const cls = TERMINAL.has(d.status) ? ".end" : "";
+        this.step(m.seq, el(`span.step.s-${d.status}${cls}`, {}, el("span", { "aria-hidden": "true", text: `${mark} ` }), d.status, d.message ? el("span.msg", { text: `: ${d.message}` }) : ""));
         this.eventStatus = d.status;
         if (this.caughtUp) this.setStatus(d.status);
         if (TERMINAL.has(d.status)) this.dropLive();
         return;
-      case "phase": {
-        let group = this.timeline.lastElementChild;
-        if (!group || !group.classList.contains("phases")) {
-          group = el("li.ev.phases", {}, el("span.label", { text: "Start-up" }));
-          this.timeline.append(group);
-        }
-        const chip = el("span.chip", { "data-seq": m.seq, title: d.detail || "" }, `${d.phase} `, el("b", { text: duration(d.duration_ms || 0) }));
-        group.append(chip);
-        return;
       }
+      case "phase":
+        this.step(m.seq, el("span.chip", { title: d.detail ? `start-up: ${d.detail}` : "start-up" }, `${d.phase} `, el("b", { text: duration(d.duration_ms || 0) })));
+        return;
       case "user_message":
         this.row("user", m.seq, el("div.who", { text: "You" }), el("div.text", { text: d.text }));
         return;
@@ -398,9 +411,17 @@ export class TaskView {
     const note = el("p.muted.small", { hidden: true });
     const body = el("div.tool-body", {}, detail, note, out);
     const summary = el("summary", {}, el("span.tool-line", {}, el("code.cmd", { text: line }), state), tail);
-    const li = el("li.ev.k-tool", { "data-seq": seq }, el("details.tool", {}, summary, body));
+    const details = el("details.tool", {}, summary, body);
+    const li = el("li.ev.k-tool", { "data-seq": seq }, details);
     this.timeline.append(li);
-    const block = { li, body, out, note, state, tail, chars: 0, spans: [], first: 0, dropped: 0 };
+    const block = { li, details, body, out, note, state, tail, chars: 0, spans: [], first: 0, dropped: 0, stick: true };
+    // Output reads like a log: opened, it shows its end, and follows while scrolled there.
+    details.addEventListener("toggle", () => {
+      if (details.open) for (const pre of body.querySelectorAll("pre.output")) pre.scrollTop = pre.scrollHeight;
+    });
+    out.addEventListener("scroll", () => {
+      block.stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 24;
+    }, { passive: true });
     this.tools.set(id, block);
     return block;
   }
@@ -410,6 +431,7 @@ export class TaskView {
     const block = this.tools.get(d.id) || this.tool(d.id, null, null, null, `${d.id} output`);
     const span = el("span", { "data-seq": seq, text: d.text });
     block.out.append(span);
+    this.grown.add(block);
     block.out.hidden = false;
     block.spans.push(span);
     block.chars += d.text.length;
@@ -432,6 +454,8 @@ export class TaskView {
     }
     const last = d.text.split("\n").map((l) => l.trim()).filter(Boolean).pop();
     if (last) block.tail.textContent = last.slice(0, 200);
+    // The server stops streaming a very long output with this note; the result has the end.
+    if (d.text.includes("[live output stops here:")) block.streamCut = true;
   }
 
   result(seq, d) {
@@ -448,15 +472,20 @@ export class TaskView {
     block.state.textContent = `${label} · ${duration(d.duration_ms || 0)}`;
     block.state.className = `tool-state ${cls}`;
     const text = String(d.output || "");
+    const last = text.split("\n").map((l) => l.trim()).filter(Boolean).pop();
     if (!block.spans.length && text) {
       // Tools without live output (the editor) show their result instead.
       block.out.textContent = capTail(text, OUTPUT_CAP);
       block.out.hidden = false;
-      const last = text.split("\n").map((l) => l.trim()).filter(Boolean).pop();
       if (last) block.tail.textContent = last.slice(0, 200);
     }
     const res = el(`div.result.${cls}`, { "data-seq": seq, text: `${label} after ${duration(d.duration_ms || 0)}` });
-    if (d.is_error && block.spans.length && text) res.append(el("pre.output", { text: capTail(text, 4000) }));
+    if ((d.is_error || block.streamCut) && block.spans.length && text) {
+      // What the model saw: the error, or the end of an output too long to stream.
+      const copy = el("pre.output", { text: capTail(text, OUTPUT_CAP) });
+      res.append(el("p.muted.small", { text: "The result, as the agent saw it:" }), copy);
+      if (last) block.tail.textContent = last.slice(0, 200);
+    }
     block.body.append(res);
   }
 
