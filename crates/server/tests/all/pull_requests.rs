@@ -26,6 +26,18 @@ struct Setup {
 }
 
 async fn setup(scenario: Scenario, docker: bool) -> Setup {
+    setup_full(scenario, docker, |_| {}).await
+}
+
+async fn setup_with(scenario: Scenario, extra: impl FnOnce(&mut dockhand_server::Config)) -> Setup {
+    setup_full(scenario, false, extra).await
+}
+
+async fn setup_full(
+    scenario: Scenario,
+    docker: bool,
+    extra: impl FnOnce(&mut dockhand_server::Config),
+) -> Setup {
     let repos = tempfile::tempdir().unwrap();
     let gh = FakeGitHub::start(FakeGitHubOptions {
         users: vec!["alice".into(), "bob".into()],
@@ -48,6 +60,7 @@ async fn setup(scenario: Scenario, docker: bool) -> Setup {
         c.github.api_url = url.clone();
         c.github.allowed_users = vec!["alice".into(), "bob".into()];
         c.github.webhook_secret = SECRET.into();
+        extra(c);
     };
     let h = if docker {
         Harness::docker(scenario, tweak).await
@@ -464,5 +477,143 @@ async fn webhooks_start_tasks_only_for_signed_trusted_humans() {
     assert!(
         replies.iter().any(|b| b.contains("/pull/")),
         "the PR is linked on the issue: {st}"
+    );
+}
+
+async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn comments_on_the_pull_request_follow_up_and_labels_start_tasks() {
+    let scenario = Scenario::new()
+        .turn(create("/workspace/A.md", "a\n"))
+        .text("Made A.")
+        .turn(create("/workspace/B.md", "b\n"))
+        .text("Made B.")
+        .text("Nothing to change for this issue.");
+    let s = setup_with(scenario, |c| c.auth.operators = vec!["alice".into()]).await;
+    let url = format!("{}/webhooks/github", s.h.base);
+    let task = s.submit("make A").await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let done = s.h.wait_done(&id).await;
+    let pr = done.pull_request.unwrap().number;
+
+    // `/dockhand` on the task's own pull request is a follow-up to it.
+    let on_pr = s.gh.issue_comment_payload(
+        "acme/app",
+        pr,
+        "/dockhand also make B",
+        "alice",
+        "OWNER",
+        true,
+    );
+    let status =
+        dockhand_testkit::github::send_webhook(&url, SECRET, "issue_comment", "f-1", &on_pr)
+            .await
+            .unwrap()
+            .status();
+    assert_eq!(status, 202);
+    wait_for("the follow-up to run", async || {
+        s.h.task(&id).await.turns >= 4 && s.h.task(&id).await.status.is_terminal()
+    })
+    .await;
+    let branch = task["branch"].as_str().unwrap();
+    assert_eq!(
+        bare_git(&s.bare(), &["show", &format!("{branch}:B.md")]),
+        "b"
+    );
+    assert_eq!(tasks_of(&s).await.len(), 1, "no new task");
+    assert_eq!(s.state().await["pulls"].as_array().unwrap().len(), 1);
+
+    // An allowed person who never signed in is asked to sign in (with an operator's token).
+    let issue =
+        s.gh.create_issue("acme", "app", "Docs", "Please document it.");
+    let bob = s.gh.issue_comment_payload(
+        "acme/app",
+        issue,
+        "/dockhand write docs",
+        "bob",
+        "COLLABORATOR",
+        false,
+    );
+    dockhand_testkit::github::send_webhook(&url, SECRET, "issue_comment", "f-2", &bob)
+        .await
+        .unwrap();
+    wait_for("the sign-in reply", async || {
+        s.state()
+            .await
+            .to_string()
+            .contains("@bob, sign in to Dockhand first")
+    })
+    .await;
+    assert_eq!(tasks_of(&s).await.len(), 1);
+
+    // The `dockhand` label starts a task with the issue as its prompt.
+    let labeled =
+        s.gh.issues_labeled_payload("acme/app", issue, "dockhand", "alice");
+    dockhand_testkit::github::send_webhook(&url, SECRET, "issues", "f-3", &labeled)
+        .await
+        .unwrap();
+    wait_for("the labelled task", async || tasks_of(&s).await.len() == 2).await;
+    let new = tasks_of(&s).await[0].clone();
+    assert!(
+        new["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Please document it."),
+        "{new}"
+    );
+    let finished = s.h.wait_done(new["id"].as_str().unwrap()).await;
+    assert_eq!(
+        finished.status,
+        TaskStatus::Succeeded,
+        "{:?}",
+        finished.error
+    );
+    assert_eq!(finished.error, None);
+    assert!(
+        finished.pull_request.is_none(),
+        "no changes, no pull request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_repositories_and_oversized_results_fail_clearly() {
+    let scenario = Scenario::new()
+        .turn(create("/workspace/BIG.md", &"x".repeat(4096)))
+        .text("Done.");
+    let s = setup_with(scenario, |c| c.git.max_bundle_bytes = 512).await;
+    let resp =
+        s.h.http
+            .post(format!("{}/api/v1/tasks", s.h.base))
+            .bearer_auth(&s.access)
+            .json(&json!({"repo": "acme/nope", "prompt": "x"}))
+            .send()
+            .await
+            .unwrap();
+    let missing: Value = resp.json().await.unwrap();
+    let done = s.h.wait_done(missing["id"].as_str().unwrap()).await;
+    assert_eq!(done.status, TaskStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("was not found, or your GitHub account cannot read it"),
+        "{error}"
+    );
+
+    let task = s.submit("write a big file").await;
+    let done = s.h.wait_done(task["id"].as_str().unwrap()).await;
+    assert_eq!(done.status, TaskStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("too large") && error.contains("git.max_bundle_bytes"),
+        "{error}"
     );
 }

@@ -42,7 +42,7 @@ function route() {
   if (!state.me) return show(signIn());
   const hash = location.hash || "#/";
   const task = hash.match(/^#\/tasks\/([A-Za-z0-9_-]+)$/);
-  if (task) return show(new TaskView(task[1], { setTitle, me: state.me }));
+  if (task) return show(new TaskView(task[1], { setTitle }));
   if (hash === "#/new") return show(newTask());
   return show(taskList());
 }
