@@ -6,6 +6,7 @@ use tokio::process::Command;
 use crate::ForgeError;
 use crate::RepoSource;
 use crate::Result;
+use crate::remote::Reach;
 
 /// What a fresh workspace was cloned from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,25 +25,36 @@ pub(crate) async fn git(what: &str, cwd: Option<&Path>, args: &[&str]) -> Result
     git_with(what, cwd, args, None).await
 }
 
-/// Like [`git`], giving this one command a GitHub token as an HTTP header through
-/// the environment: never on the command line, in a URL or in any config file.
+/// Like [`git`], for a command that talks to a remote as `reach` says: no
+/// redirects, the checked address pinned, and the GitHub token (when allowed) as
+/// an HTTP header through the environment, never on the command line, in a URL
+/// or in any config file.
 pub(crate) async fn git_with(
     what: &str,
     cwd: Option<&Path>,
     args: &[&str],
-    token: Option<&str>,
+    reach: Option<&Reach>,
 ) -> Result<String> {
     let mut cmd = Command::new("git");
-    if let Some(token) = token {
-        use base64::Engine;
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env(
-                "GIT_CONFIG_VALUE_0",
+    if let Some(reach) = reach {
+        let mut config = vec![("http.followRedirects".to_owned(), "false".to_owned())];
+        if let Some(pin) = &reach.pin {
+            config.push(("http.curloptResolve".into(), pin.clone()));
+        }
+        if let Some(token) = &reach.token {
+            use base64::Engine;
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+            config.push((
+                "http.extraHeader".into(),
                 format!("Authorization: Basic {basic}"),
-            );
+            ));
+        }
+        cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (i, (key, value)) in config.into_iter().enumerate() {
+            cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
+                .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+        }
     }
     cmd.args([
         "-c",
@@ -106,7 +118,9 @@ pub async fn clone_workspace(
     };
     let what = format!("cloning {shown}");
     let dest_s = dest.to_string_lossy().into_owned();
-    let mut args = vec!["clone", "--quiet", "--no-hardlinks"];
+    // `--no-local` makes git send only what the base branch reaches: the mirror
+    // also holds other tasks' private refs, which this workspace must not see.
+    let mut args = vec!["clone", "--quiet", "--no-local", "--single-branch"];
     if let Some(b) = base_branch {
         args.extend(["--branch", b]);
     }
@@ -201,7 +215,15 @@ pub(crate) async fn fetch_bundle_to(
     git(
         &format!("fetching {branch} into {}", repo.display()),
         Some(repo),
-        &["fetch", "--quiet", "--no-tags", &path, &refspec],
+        &[
+            "-c",
+            "transfer.fsckObjects=true",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            &path,
+            &refspec,
+        ],
     )
     .await?;
     Ok(commit)

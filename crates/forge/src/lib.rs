@@ -10,6 +10,7 @@ mod error;
 mod git;
 pub mod github;
 mod mirror;
+mod remote;
 mod repo;
 mod safe_read;
 
@@ -21,6 +22,7 @@ pub use git::bundle_heads;
 pub use git::clone_workspace;
 pub use git::fetch_bundle;
 pub use mirror::Mirrors;
+pub use remote::RemotePolicy;
 pub use repo::RepoSource;
 pub use repo::resolve_repo;
 pub use safe_read::copy_beneath;

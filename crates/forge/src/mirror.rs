@@ -4,6 +4,7 @@
 //! The mirror fetches only branches and tags, so private refs survive pruning.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use crate::ForgeError;
 use crate::Result;
 use crate::git::git;
 use crate::git::git_with;
+use crate::remote::RemotePolicy;
 
 /// The mirrors under one directory; serialises work on each.
 pub struct Mirrors {
     dir: PathBuf,
+    policy: RemotePolicy,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -57,10 +60,11 @@ fn explain_push(stderr: &str, branch: &str, url: &str) -> String {
 }
 
 impl Mirrors {
-    /// Mirrors kept under `dir`.
-    pub fn new(dir: PathBuf) -> Mirrors {
+    /// Mirrors kept under `dir` (created owner-only), reaching remotes as `policy` allows.
+    pub fn new(dir: PathBuf, policy: RemotePolicy) -> Mirrors {
         Mirrors {
             dir,
+            policy,
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -78,17 +82,28 @@ impl Mirrors {
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 
+    /// Refuses a repository URL whose host the mirrors may not reach (checked again
+    /// at every fetch and push).
+    pub async fn check(&self, url: &str) -> Result<()> {
+        self.policy.check(url).await
+    }
+
     /// Brings the mirror of `url` up to date (creating it the first time) and returns its path.
     pub async fn sync(&self, url: &str, token: Option<&str>) -> Result<PathBuf> {
         let path = self.path(url);
         let lock = self.lock(&path);
         let _held = lock.lock().await;
         let what = format!("fetching {url}");
+        let reach = self.policy.reach(url, token).await?;
         if !path.join("HEAD").exists() {
-            std::fs::create_dir_all(&path).map_err(|e| ForgeError::Io {
-                what: format!("creating {}", path.display()),
-                source: e,
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| ForgeError::Io {
+                    what: format!("creating {}", path.display()),
+                    source: e,
+                })?;
             let p = path.to_string_lossy().into_owned();
             git(&what, None, &["init", "--quiet", "--bare", &p]).await?;
         }
@@ -100,11 +115,11 @@ impl Mirrors {
                 "--quiet",
                 "--prune",
                 "--no-tags",
-                url,
+                &reach.url,
                 "+refs/heads/*:refs/heads/*",
                 "+refs/tags/*:refs/tags/*",
             ],
-            token,
+            Some(&reach),
         )
         .await;
         if let Err(ForgeError::Git { stderr, .. }) = &fetch {
@@ -124,8 +139,8 @@ impl Mirrors {
         if let Ok(out) = git_with(
             &what,
             Some(&path),
-            &["ls-remote", "--symref", url, "HEAD"],
-            token,
+            &["ls-remote", "--symref", &reach.url, "HEAD"],
+            Some(&reach),
         )
         .await
         {
@@ -153,14 +168,15 @@ impl Mirrors {
         let path = self.path(url);
         let lock = self.lock(&path);
         let _held = lock.lock().await;
+        let reach = self.policy.reach(url, token).await?;
         let private = format!("refs/dockhand/{task}");
         let commit = crate::git::fetch_bundle_to(bundle, &path, branch, &private).await?;
         let refspec = format!("{private}:refs/heads/{branch}");
         let pushed = git_with(
             &format!("pushing {branch}"),
             Some(&path),
-            &["push", "--quiet", "--porcelain", url, &refspec],
-            token,
+            &["push", "--quiet", "--porcelain", &reach.url, &refspec],
+            Some(&reach),
         )
         .await;
         match pushed {

@@ -192,7 +192,7 @@ impl Coordinator {
             docker,
             pool: pool.clone(),
             config: config.clone(),
-            mirrors: dockhand_forge::Mirrors::new(data_dir.join("mirrors")),
+            mirrors: dockhand_forge::Mirrors::new(data_dir.join("mirrors"), config.remote_policy()),
             github,
             keys: keys.clone(),
         });

@@ -155,8 +155,8 @@ pub(crate) async fn provision(
         let (from, origin, via) = match &source {
             RepoSource::Local { .. } => (source.clone(), None, ""),
             RepoSource::Remote { url } => {
-                let token = crate::publish::user_token(deps, task.user_id)
-                    .filter(|_| deps.github.repo_of(url).is_some());
+                // The mirror sends it only to GitHub itself.
+                let token = crate::publish::user_token(deps, task.user_id);
                 let mirror = tokio::select! {
                     r = deps.mirrors.sync(url, token.as_deref()) => r.map_err(RunError::Clone)?,
                     _ = cancel.cancelled() => return Err(RunError::Cancelled),

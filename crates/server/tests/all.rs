@@ -21,6 +21,8 @@ mod faults;
 mod gc;
 #[path = "all/pull_requests.rs"]
 mod pull_requests;
+#[path = "all/security.rs"]
+mod security;
 #[path = "all/tools.rs"]
 mod tools;
 #[path = "all/ui.rs"]

@@ -82,6 +82,12 @@ pub struct FakeGitHubOptions {
     /// Bare repositories at `DIR/OWNER/NAME.git`, served over git smart HTTP
     /// at `/OWNER/NAME.git` and known to the REST API as `OWNER/NAME`.
     pub repos_dir: Option<PathBuf>,
+    /// Serve git to anyone, pushes included, with no credentials: a plain
+    /// self-hosted git server rather than GitHub.
+    pub anonymous_git: bool,
+    /// Logins with read access only to every repository: their pushes are
+    /// refused, and the collaborator permission API answers `read` for them.
+    pub read_only: Vec<String>,
 }
 
 impl Default for FakeGitHubOptions {
@@ -97,6 +103,8 @@ impl Default for FakeGitHubOptions {
             slow_down_increment: 5,
             device_expires_in: 900,
             repos_dir: None,
+            anonymous_git: false,
+            read_only: Vec::new(),
         }
     }
 }
@@ -158,6 +166,8 @@ impl FakeGitHub {
             slow_down_increment: options.slow_down_increment,
             device_ttl: Duration::from_secs(options.device_expires_in),
             repos_dir: options.repos_dir,
+            anonymous_git: options.anonymous_git,
+            read_only: options.read_only,
             inner: Mutex::new(Inner::default()),
         });
         let app = Router::new()
@@ -171,6 +181,10 @@ impl FakeGitHub {
             .route("/user/memberships/orgs/{org}", get(api::membership))
             .route("/orgs/{org}/members/{username}", get(api::org_member))
             .route("/repos/{owner}/{repo}", get(repos::get_repo))
+            .route(
+                "/repos/{owner}/{repo}/collaborators/{username}/permission",
+                get(repos::permission),
+            )
             .route(
                 "/repos/{owner}/{repo}/pulls",
                 get(pulls::list).post(pulls::create),
@@ -233,6 +247,14 @@ impl FakeGitHub {
     /// The recorded requests (the latest 10,000), in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().requests.iter().cloned().collect()
+    }
+
+    /// Mints a token for `login` with `scopes`, as if they had signed in; `None`
+    /// for an unknown login or when the cap is reached.
+    pub fn issue_token(&self, login: &str, scopes: &[&str]) -> Option<String> {
+        let user = self.state.directory.user_index(login)?;
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.state.lock().mint(user, scopes)
     }
 
     /// Makes later API calls with `token` get 401. Returns whether it was live.
@@ -363,6 +385,8 @@ struct Shared {
     slow_down_increment: u64,
     device_ttl: Duration,
     repos_dir: Option<PathBuf>,
+    anonymous_git: bool,
+    read_only: Vec<String>,
     inner: Mutex<Inner>,
 }
 
@@ -415,6 +439,11 @@ struct TokenGrant {
 }
 
 impl Shared {
+    /// Whether `login` may only read repositories.
+    fn is_read_only(&self, login: &str) -> bool {
+        self.read_only.iter().any(|l| l.eq_ignore_ascii_case(login))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -147,8 +147,16 @@ pub(crate) async fn create_task(
     let cfg = &state.config;
     check_text("prompt", &p.prompt, cfg.limits.max_prompt_bytes)?;
     let repo = p.repo.trim().to_owned();
-    dockhand_forge::resolve_repo(&repo, cfg.local_repos_allowed(), &cfg.github.web_url)
-        .map_err(|e| ApiError::field("repo", e.to_string()))?;
+    let source =
+        dockhand_forge::resolve_repo(&repo, cfg.local_repos_allowed(), &cfg.github.web_url)
+            .map_err(|e| ApiError::field("repo", e.to_string()))?;
+    if let dockhand_forge::RepoSource::Remote { url } = &source {
+        let mirrors = &state.scheduler.deps().mirrors;
+        mirrors
+            .check(url)
+            .await
+            .map_err(|e| ApiError::field("repo", e.to_string()))?;
+    }
     if let Some(b) = &p.base_branch {
         check_branch(b)?;
     }

@@ -78,6 +78,9 @@ pub struct Config {
     /// Whether tasks may name a repository on the coordinator's disk; when unset,
     /// allowed with local auth and refused with GitHub sign-in.
     pub allow_local_repos: Option<bool>,
+    /// Whether repository URLs may point at private, loopback or link-local
+    /// addresses; when unset, allowed with local auth and refused with GitHub sign-in.
+    pub allow_private_remotes: Option<bool>,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// Scheduler settings.
@@ -240,6 +243,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             public_url: String::new(),
             allow_local_repos: None,
+            allow_private_remotes: None,
             sandbox: SandboxConfig::default(),
             scheduler: SchedulerConfig::default(),
             model: ModelConfig::default(),
@@ -395,6 +399,9 @@ impl Config {
         if let Some(v) = get("DOCKHAND_ALLOW_LOCAL_REPOS") {
             self.allow_local_repos = Some(parse_bool("DOCKHAND_ALLOW_LOCAL_REPOS", &v)?);
         }
+        if let Some(v) = get("DOCKHAND_ALLOW_PRIVATE_REMOTES") {
+            self.allow_private_remotes = Some(parse_bool("DOCKHAND_ALLOW_PRIVATE_REMOTES", &v)?);
+        }
         if let Some(v) = get("DOCKHAND_MAX_CONCURRENT_TASKS") {
             self.scheduler.max_concurrent = v.parse().map_err(|_| ConfigError::Env {
                 name: "DOCKHAND_MAX_CONCURRENT_TASKS",
@@ -439,6 +446,21 @@ impl Config {
     /// Whether tasks may name local paths.
     pub fn local_repos_allowed(&self) -> bool {
         self.allow_local_repos.unwrap_or(!self.github.enabled())
+    }
+
+    /// Whether repository URLs may point at private or loopback addresses.
+    pub fn private_remotes_allowed(&self) -> bool {
+        self.allow_private_remotes.unwrap_or(!self.github.enabled())
+    }
+
+    /// How host git may reach remotes: the GitHub token only to GitHub, and other
+    /// hosts only on public addresses unless private remotes are allowed.
+    pub fn remote_policy(&self) -> dockhand_forge::RemotePolicy {
+        let addresses = dockhand_net::AddressPolicy {
+            allow: Vec::new(),
+            allow_all: self.private_remotes_allowed(),
+        };
+        dockhand_forge::RemotePolicy::new(&self.github.web_url, &self.github.api_url, addresses)
     }
 
     /// The URL users reach.
@@ -539,6 +561,15 @@ mod tests {
         )
         .unwrap();
         assert!(c.local_repos_allowed());
+        assert!(!c.private_remotes_allowed(), "off with GitHub sign-in");
+        let c = Config::load(dir.path(), &env_of(&[])).unwrap();
+        assert!(c.private_remotes_allowed(), "on with local auth");
+        let c = Config::load(
+            dir.path(),
+            &env_of(&[("DOCKHAND_ALLOW_PRIVATE_REMOTES", "false")]),
+        )
+        .unwrap();
+        assert!(!c.private_remotes_allowed());
     }
 
     #[test]

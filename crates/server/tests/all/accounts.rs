@@ -44,7 +44,7 @@ async fn github_harness(
 }
 
 /// A browser (cookies, redirects followed, our Origin on every request) signed in as `login`.
-async fn browser(h: &Harness, login: &str) -> (reqwest::Client, reqwest::Response) {
+pub(crate) async fn browser(h: &Harness, login: &str) -> (reqwest::Client, reqwest::Response) {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("origin", h.base.parse().unwrap());
     let client = reqwest::Client::builder()

@@ -15,14 +15,14 @@ use serde_json::json;
 
 use crate::common::*;
 
-const SECRET: &str = "webhook-secret-for-tests";
+pub(crate) const SECRET: &str = "webhook-secret-for-tests";
 
-struct Setup {
-    h: Harness,
-    gh: FakeGitHub,
-    repos: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub h: Harness,
+    pub gh: FakeGitHub,
+    pub repos: tempfile::TempDir,
     /// alice's access token (device flow).
-    access: String,
+    pub access: String,
 }
 
 async fn setup(scenario: Scenario, docker: bool) -> Setup {
@@ -33,7 +33,7 @@ async fn setup_with(scenario: Scenario, extra: impl FnOnce(&mut dockhand_server:
     setup_full(scenario, false, extra).await
 }
 
-async fn setup_full(
+pub(crate) async fn setup_full(
     scenario: Scenario,
     docker: bool,
     extra: impl FnOnce(&mut dockhand_server::Config),
@@ -99,11 +99,11 @@ async fn setup_full(
 }
 
 impl Setup {
-    fn bare(&self) -> PathBuf {
+    pub fn bare(&self) -> PathBuf {
         self.repos.path().join("acme/app.git")
     }
 
-    async fn submit(&self, prompt: &str) -> Value {
+    pub async fn submit(&self, prompt: &str) -> Value {
         let resp = self
             .h
             .http
@@ -117,7 +117,7 @@ impl Setup {
         resp.json().await.unwrap()
     }
 
-    async fn state(&self) -> Value {
+    pub async fn state(&self) -> Value {
         reqwest::get(format!("{}/_fake/state", self.gh.base_url()))
             .await
             .unwrap()
@@ -127,7 +127,7 @@ impl Setup {
     }
 }
 
-fn create(path: &str, text: &str) -> Turn {
+pub(crate) fn create(path: &str, text: &str) -> Turn {
     Turn::tool(
         "str_replace_based_edit_tool",
         json!({"command": "create", "path": path, "file_text": text}),
@@ -357,7 +357,7 @@ async fn a_rejected_push_fails_clearly_and_keeps_the_work() {
     assert!(kept, "{report}");
 }
 
-async fn tasks_of(s: &Setup) -> Vec<Value> {
+pub(crate) async fn tasks_of(s: &Setup) -> Vec<Value> {
     let (_, v) =
         s.h.request(reqwest::Method::GET, "/api/v1/tasks", None)
             .await;
@@ -480,7 +480,7 @@ async fn webhooks_start_tasks_only_for_signed_trusted_humans() {
     );
 }
 
-async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !cond().await {
         assert!(

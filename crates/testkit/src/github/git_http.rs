@@ -173,6 +173,9 @@ fn git_credentials(state: &Shared, headers: &HeaderMap) -> Result<(String, bool)
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
+        if state.anonymous_git {
+            return Ok(("anonymous".to_owned(), true));
+        }
         return Err(unauthorized("Authentication required.\n"));
     };
     let token = value.split_once(' ').and_then(|(scheme, rest)| {
@@ -197,7 +200,8 @@ fn git_credentials(state: &Shared, headers: &HeaderMap) -> Result<(String, bool)
         ));
     };
     let login = state.directory.users[grant.user].login.clone();
-    Ok((login, grant.scopes.iter().any(|s| s == "repo")))
+    let may_push = grant.scopes.iter().any(|s| s == "repo") && !state.is_read_only(&login);
+    Ok((login, may_push))
 }
 
 /// What `git http-backend` is told about the request beyond its headers.

@@ -194,6 +194,46 @@ pub(super) async fn get_repo(
     }
 }
 
+/// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`. As on
+/// GitHub, only callers who may push see it; the owner is `admin`, read-only
+/// users `read`, everyone else `write`.
+pub(super) async fn permission(
+    State(state): State<Arc<Shared>>,
+    headers: HeaderMap,
+    UrlPath((owner, name, username)): UrlPath<(String, String, String)>,
+) -> Response {
+    let caller = caller!(state, headers);
+    let Some(repo) = state.find_repo(&owner, &name) else {
+        return caller.reply(StatusCode::NOT_FOUND, Some(api::not_found_body()));
+    };
+    let caller_login = state.directory.users[caller.user].login.clone();
+    if state.is_read_only(&caller_login) {
+        let body = serde_json::json!({
+            "message": "Must have push access to view repository collaborators.",
+            "documentation_url": api::DOCS,
+            "status": "403",
+        });
+        return caller.reply(StatusCode::FORBIDDEN, Some(body));
+    }
+    let Some(user) = state.directory.user_index(&username) else {
+        return caller.reply(StatusCode::NOT_FOUND, Some(api::not_found_body()));
+    };
+    let user = &state.directory.users[user];
+    let permission = if user.login.eq_ignore_ascii_case(&repo.owner) {
+        "admin"
+    } else if state.is_read_only(&user.login) {
+        "read"
+    } else {
+        "write"
+    };
+    let body = serde_json::json!({
+        "permission": permission,
+        "role_name": permission,
+        "user": api::simple_user(&state.base_url, user),
+    });
+    caller.reply(StatusCode::OK, Some(body))
+}
+
 /// A git command that ignores the user's and the system's configuration and
 /// any `GIT_*` variables of the process that runs the fake.
 pub(super) fn git_command() -> tokio::process::Command {

@@ -1,0 +1,239 @@
+//! Host git against real repositories and a real git smart-HTTP server (the
+//! fake GitHub's `git http-backend`): what a workspace clone holds, what a
+//! bundle import refuses, where credentials go and which address git connects to.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use dockhand_forge::Mirrors;
+use dockhand_forge::RemotePolicy;
+use dockhand_forge::RepoSource;
+use dockhand_net::AddressPolicy;
+use dockhand_net::Resolver;
+use dockhand_testkit::FakeGitHub;
+use dockhand_testkit::FakeGitHubOptions;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit_file(repo: &Path, name: &str, text: &str) {
+    std::fs::write(repo.join(name), text).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", name]);
+}
+
+fn has_object(repo: &Path, sha: &str) -> bool {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["cat-file", "-e", sha])
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn a_clone_holds_only_its_base_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mirror");
+    std::fs::create_dir(&src).unwrap();
+    git(&src, &["init", "-q", "-b", "main"]);
+    commit_file(&src, "README", "shared\n");
+    // Another task's private ref, with objects of its own.
+    git(&src, &["checkout", "-q", "-b", "other"]);
+    commit_file(&src, "secret.txt", "only on another task's branch\n");
+    let secret = git(&src, &["rev-parse", "HEAD:secret.txt"]);
+    git(&src, &["update-ref", "refs/dockhand/t1", "HEAD"]);
+    git(&src, &["checkout", "-q", "main"]);
+    git(&src, &["branch", "-q", "-D", "other"]);
+    assert!(has_object(&src, &secret));
+
+    let ws = dir.path().join("ws");
+    let source = RepoSource::Local { path: src.clone() };
+    let info = dockhand_forge::clone_workspace(&source, &ws, Some("main"), "dockhand/t2-x", None)
+        .await
+        .unwrap();
+    assert_eq!(info.base_branch, "main");
+    assert!(has_object(&ws, &info.base_commit));
+    assert!(
+        !has_object(&ws, &secret),
+        "the clone holds an object only another task's ref reaches"
+    );
+    assert_eq!(git(&ws, &["branch", "--show-current"]), "dockhand/t2-x");
+}
+
+#[tokio::test]
+async fn a_bundle_with_a_dangerous_tree_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = dir.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    git(&evil, &["init", "-q", "-b", "main"]);
+    commit_file(&evil, "README", "base\n");
+    let base = git(&evil, &["rev-parse", "HEAD"]);
+    // A tree with a `.git` entry: checking it out would write into .git/.
+    let blob = git(&evil, &["rev-parse", "HEAD:README"]);
+    let tree = {
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&evil)
+            .args(["mktree", "--missing"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "100644 blob {blob}\t.git").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let bad = git(&evil, &["commit-tree", &tree, "-p", &base, "-m", "evil"]);
+    git(&evil, &["update-ref", "refs/heads/dockhand/t1-x", &bad]);
+    let bundle = dir.path().join("result.bundle");
+    git(
+        &evil,
+        &[
+            "bundle",
+            "create",
+            "-q",
+            bundle.to_str().unwrap(),
+            "refs/heads/dockhand/t1-x",
+            &format!("^{base}"),
+        ],
+    );
+    let target = dir.path().join("target");
+    let from = evil.to_str().unwrap();
+    let args = [
+        "clone",
+        "-q",
+        "--no-local",
+        "--single-branch",
+        "-b",
+        "main",
+        from,
+        "target",
+    ];
+    git(dir.path(), &args);
+    assert!(!has_object(&target, &bad));
+    let err = dockhand_forge::fetch_bundle(&bundle, &target, "dockhand/t1-x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dotgit") || err.contains("fsck"), "{err}");
+    assert!(!has_object(&target, &bad), "nothing of it was kept");
+}
+
+/// A resolver whose answers the test changes, as a rebinding name server would.
+fn switchable(first: &str) -> (Resolver, Arc<Mutex<IpAddr>>) {
+    let answer = Arc::new(Mutex::new(first.parse::<IpAddr>().unwrap()));
+    let a = answer.clone();
+    let resolver = Resolver::with_lookup(Arc::new(move |_, _| {
+        let ip = *a.lock().unwrap();
+        Box::pin(async move { Ok(vec![ip]) })
+    }));
+    (resolver, answer)
+}
+
+async fn plain_git_server(repos: &Path) -> FakeGitHub {
+    let gh = FakeGitHub::start(FakeGitHubOptions {
+        users: vec!["nobody".into()],
+        repos_dir: Some(repos.to_path_buf()),
+        anonymous_git: true,
+        ..FakeGitHubOptions::default()
+    })
+    .await
+    .unwrap();
+    gh.create_repo("acme", "app", &[("README.md", "hello\n")], "main")
+        .unwrap();
+    gh
+}
+
+#[tokio::test]
+async fn git_connects_to_the_checked_address_and_rebinding_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gh = plain_git_server(dir.path()).await;
+    // Loopback is allowed here only so the test has a server to reach.
+    let addresses = AddressPolicy {
+        allow: vec![dockhand_net::parse_net("127.0.0.0/8").unwrap()],
+        allow_all: false,
+    };
+    let (resolver, answer) = switchable("127.0.0.1");
+    let policy = RemotePolicy::new(
+        "https://github.example",
+        "https://api.github.example",
+        addresses,
+    )
+    .with_resolver(resolver);
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), policy);
+    // `pinned.invalid` is in no DNS: the fetch works only through the pinned address.
+    let url = format!("http://pinned.invalid:{}/acme/app.git", gh.addr().port());
+    let mirror = mirrors
+        .sync(&url, Some("gho_not_for_this_host"))
+        .await
+        .unwrap();
+    assert!(!git(&mirror, &["rev-parse", "refs/heads/main"]).is_empty());
+    for r in gh.requests() {
+        assert_eq!(r.header("authorization"), None, "{r:?}");
+    }
+    // The name now answers a private address: the next command is refused.
+    *answer.lock().unwrap() = "10.0.0.7".parse().unwrap();
+    let err = mirrors.sync(&url, None).await.unwrap_err().to_string();
+    assert!(err.contains("10.0.0.7, a private address"), "{err}");
+}
+
+#[tokio::test]
+async fn the_token_reaches_only_githubs_own_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = plain_git_server(&dir.path().join("other")).await;
+    let github = FakeGitHub::start(FakeGitHubOptions {
+        users: vec!["alice".into()],
+        repos_dir: Some(dir.path().join("github")),
+        ..FakeGitHubOptions::default()
+    })
+    .await
+    .unwrap();
+    github
+        .create_repo("acme", "app", &[("README.md", "hi\n")], "main")
+        .unwrap();
+    let token = github.issue_token("alice", &["repo"]).unwrap();
+    // Same host as GitHub, another port: no credential.
+    let policy = RemotePolicy::new(
+        &github.base_url(),
+        &github.base_url(),
+        AddressPolicy {
+            allow: Vec::new(),
+            allow_all: true,
+        },
+    );
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), policy);
+    let elsewhere = format!("{}/acme/app.git", other.base_url());
+    mirrors.sync(&elsewhere, Some(&token)).await.unwrap();
+    assert!(!other.requests().is_empty());
+    for r in other.requests() {
+        assert_eq!(r.header("authorization"), None, "{r:?}");
+    }
+    let on_github = format!("{}/acme/app.git", github.base_url());
+    mirrors.sync(&on_github, Some(&token)).await.unwrap();
+    assert!(
+        github
+            .requests()
+            .iter()
+            .any(|r| r.header("authorization").is_some()),
+        "GitHub itself gets the token"
+    );
+}
