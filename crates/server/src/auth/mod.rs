@@ -166,9 +166,15 @@ fn origin_of(url: &str) -> &str {
 }
 
 /// Cookies ride along on cross-site requests, so a state change made with one must
-/// come from our own pages.
+/// come from our own pages. So must a WebSocket: browsers apply no same-origin
+/// rule to it, and it reads the user's events.
 fn check_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
-    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    let websocket = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !websocket && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let public = state.config.public_url();

@@ -177,3 +177,69 @@ async fn a_clone_holds_nothing_of_another_users_task_branch() {
             .collect();
     assert!(output.contains("ABSENT"), "{output}");
 }
+
+/// Opens the events WebSocket with these extra headers; the HTTP status on refusal.
+async fn open_ws(h: &Harness, task: &str, headers: &[(&'static str, &str)]) -> Result<(), u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/api/v1/tasks/{task}/events?after=0",
+        h.base.replacen("http", "ws", 1)
+    );
+    let mut req = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_static(name);
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_events_websocket_checks_origin_for_cookies() {
+    let h = Harness::start(Scenario::new().text("Hi.")).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let task = h.submit(&repo, "hello").await;
+    let id = task.id.as_str();
+    let resp = h
+        .http
+        .post(format!("{}/auth/token", h.base))
+        .json(&json!({"token": h.token}))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let own = h.base.clone();
+    assert_eq!(
+        open_ws(&h, id, &[("cookie", &cookie), ("origin", &own)]).await,
+        Ok(())
+    );
+    assert_eq!(
+        open_ws(
+            &h,
+            id,
+            &[("cookie", &cookie), ("origin", "https://evil.example")]
+        )
+        .await,
+        Err(403)
+    );
+    assert_eq!(open_ws(&h, id, &[("cookie", &cookie)]).await, Err(403));
+    let bearer = format!("Bearer {}", h.token);
+    assert_eq!(open_ws(&h, id, &[("authorization", &bearer)]).await, Ok(()));
+    assert_eq!(
+        open_ws(
+            &h,
+            id,
+            &[
+                ("authorization", &bearer),
+                ("origin", "https://evil.example")
+            ]
+        )
+        .await,
+        Ok(()),
+        "bearer tokens are not sent by browsers on their own"
+    );
+}
