@@ -307,6 +307,40 @@ impl GitHubClient {
         }
     }
 
+    /// Whether `username` may push to `owner/repo`, asked with that user's own
+    /// token: GitHub shows collaborator permissions only to people with push
+    /// access, so a 403 or 404 is a no.
+    pub async fn can_push(
+        &self,
+        token: &str,
+        owner: &str,
+        repo: &str,
+        username: &str,
+    ) -> Result<bool, GitHubError> {
+        let what = format!("{username}'s permission on {owner}/{repo}");
+        let path = format!(
+            "/repos/{}/{}/collaborators/{}/permission",
+            enc(owner),
+            enc(repo),
+            enc(username)
+        );
+        let resp = self.get(&what, token, &path).await?;
+        match resp.status().as_u16() {
+            200 => {
+                let v: serde_json::Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| transport(&what, without_url(e)))?;
+                Ok(matches!(
+                    v["permission"].as_str(),
+                    Some("admin" | "maintain" | "write")
+                ))
+            }
+            403 | 404 => Ok(false),
+            _ => Err(Self::refused(&what, resp).await),
+        }
+    }
+
     /// One page (100) of the repositories the user can see, most recently updated first.
     pub async fn user_repos(
         &self,

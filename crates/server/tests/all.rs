@@ -5,6 +5,8 @@
 #[path = "all/common.rs"]
 mod common;
 
+#[path = "all/access.rs"]
+mod access;
 #[path = "all/accounts.rs"]
 mod accounts;
 #[path = "all/api.rs"]

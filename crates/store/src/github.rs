@@ -61,15 +61,40 @@ impl Store {
         })
     }
 
-    /// Records a webhook delivery id; false when it was seen before.
-    pub async fn first_delivery(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
+    /// Records a webhook delivery by id and by a hash of its signed body; false
+    /// when either was seen before (a replay under a new id included).
+    pub async fn first_delivery(&self, id: &str, body_hash: &str) -> Result<bool> {
+        let (id, body_hash) = (id.to_owned(), body_hash.to_owned());
         self.transact(move |ctx| {
             let n = ctx.conn().execute(
-                "INSERT INTO webhook_deliveries (id, received_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
-                params![id, ctx.now()],
+                "INSERT INTO webhook_deliveries (id, body_hash, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![id, body_hash, ctx.now()],
             )?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Forgets webhook deliveries received before `before` (ms), and sessions
+    /// that expired or were revoked before it, with their refresh tokens.
+    /// Returns how many rows went.
+    pub async fn prune(&self, before: i64) -> Result<usize> {
+        self.transact(move |ctx| {
+            let c = ctx.conn();
+            let mut n = c.execute(
+                "DELETE FROM webhook_deliveries WHERE received_at < ?1",
+                [before],
+            )?;
+            let dead = "SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1";
+            n += c.execute(
+                &format!("DELETE FROM refresh_tokens WHERE session_id IN ({dead})"),
+                [before],
+            )?;
+            n += c.execute(
+                &format!("DELETE FROM sessions WHERE id IN ({dead})"),
+                [before],
+            )?;
+            Ok(n)
         })
         .await
     }

@@ -143,6 +143,13 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     );
     "#,
+    // 5: a replayed delivery under a new id is the same delivery.
+    r#"
+    ALTER TABLE webhook_deliveries ADD COLUMN body_hash TEXT;
+    CREATE UNIQUE INDEX webhook_deliveries_by_body ON webhook_deliveries(body_hash);
+    CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(received_at);
+    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+    "#,
 ];
 
 /// Brings the schema up to date.

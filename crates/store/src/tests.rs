@@ -449,3 +449,44 @@ async fn personal_tokens_list_revoke_and_stay_per_user() {
     assert!(store.revoke_token(a.id, t).await.unwrap());
     assert!(store.user_by_token_hash("h1").unwrap().is_none());
 }
+
+#[tokio::test]
+async fn deliveries_dedupe_by_id_and_body_and_old_state_is_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    assert!(store.first_delivery("d1", "h1").await.unwrap());
+    assert!(!store.first_delivery("d1", "h2").await.unwrap(), "same id");
+    assert!(
+        !store.first_delivery("d2", "h1").await.unwrap(),
+        "same body, new id"
+    );
+    assert!(store.first_delivery("d3", "h3").await.unwrap());
+    let u = store
+        .upsert_github_user(8, "carol", UserRole::User)
+        .await
+        .unwrap();
+    let long = now_ms() + 3_600_000;
+    for (id, expires) in [("old", now_ms() - 1), ("live", long)] {
+        store
+            .create_session(
+                id.into(),
+                u.id,
+                "cli",
+                None,
+                Some(format!("r-{id}")),
+                expires,
+            )
+            .await
+            .unwrap();
+    }
+    let pruned = store.prune(now_ms() + 1).await.unwrap();
+    // Both deliveries, the expired session and its refresh token.
+    assert_eq!(pruned, 4);
+    assert!(store.first_delivery("d1", "h1").await.unwrap(), "forgotten");
+    assert!(store.live_session("live", now_ms()).unwrap().is_some());
+    assert_eq!(store.session_of_refresh("r-old").unwrap(), None);
+    assert_eq!(
+        store.session_of_refresh("r-live").unwrap().as_deref(),
+        Some("live")
+    );
+}

@@ -257,6 +257,18 @@ impl FakeGitHub {
         self.state.lock().mint(user, scopes)
     }
 
+    /// Ends `login`'s membership of `org`, as an org owner removing them would.
+    /// Returns whether they were a member.
+    pub fn remove_org_member(&self, org: &str, login: &str) -> bool {
+        let (Some(org), Some(user)) = (
+            self.state.directory.org(org),
+            self.state.directory.user_index(login),
+        ) else {
+            return false;
+        };
+        org.members.contains(&user) && self.state.lock().left.insert((org.id, user))
+    }
+
     /// Makes later API calls with `token` get 401. Returns whether it was live.
     pub fn revoke_token(&self, token: &str) -> bool {
         self.state.lock().tokens.remove(token).is_some()
@@ -414,6 +426,8 @@ struct Inner {
     repo_ids: HashMap<String, u64>,
     /// Comment ids handed out, webhook payloads' included.
     comment_ids: u64,
+    /// `(org id, user)` memberships ended by [`FakeGitHub::remove_org_member`].
+    left: std::collections::HashSet<(u64, usize)>,
 }
 
 struct CodeGrant {
@@ -439,6 +453,11 @@ struct TokenGrant {
 }
 
 impl Shared {
+    /// Whether user `user` is (still) a member of `org`.
+    fn is_member(&self, org: &Org, user: usize) -> bool {
+        org.members.contains(&user) && !self.lock().left.contains(&(org.id, user))
+    }
+
     /// Whether `login` may only read repositories.
     fn is_read_only(&self, login: &str) -> bool {
         self.read_only.iter().any(|l| l.eq_ignore_ascii_case(login))

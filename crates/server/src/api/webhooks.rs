@@ -1,8 +1,11 @@
 //! `POST /webhooks/github`: GitHub triggers. The signature is checked in constant
-//! time over the raw body, deliveries are deduplicated, and the work happens after
-//! the 202. `/dockhand <prompt>` in a comment (or the `dockhand` label on an issue)
-//! starts a task, run with the commenter's own token; the same comment on a
-//! Dockhand pull request is a follow-up to its task.
+//! time over the raw body, deliveries are deduplicated by id and by a hash of the
+//! signed body (a captured delivery replayed under a new id does nothing), and the
+//! work happens after the 202. `/dockhand <prompt>` in a comment (or the
+//! `dockhand` label on an issue) starts a task, run with the sender's own token;
+//! the same comment on a Dockhand pull request is a follow-up to its task. Only a
+//! Dockhand user who is still allowed in and may push to the repository triggers
+//! anything; anyone else is told why in a reply.
 
 use axum::Json;
 use axum::Router;
@@ -14,8 +17,9 @@ use axum::routing::post;
 use dockhand_protocol::CreateTaskParams;
 use dockhand_store::User;
 use hmac::Mac;
-use serde_json::Value;
-use serde_json::json;
+use serde::Deserialize;
+use serde::Serialize;
+use sha2::Digest;
 
 use super::ApiError;
 use crate::AppState;
@@ -41,11 +45,73 @@ fn verify(secret: &str, body: &[u8], header: Option<&str>) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// What the webhook answers.
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+}
+
+/// The parts of an `issue_comment` or `issues` payload Dockhand reads; anything
+/// missing reads as empty, so other events parse and are ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Payload {
+    action: Option<String>,
+    repository: Repository,
+    issue: Option<Issue>,
+    comment: Option<Comment>,
+    label: Option<Label>,
+    sender: Account,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Repository {
+    full_name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Issue {
+    number: u64,
+    title: String,
+    body: Option<String>,
+    pull_request: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Comment {
+    body: String,
+    user: Account,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Label {
+    name: String,
+}
+
+#[derive(Clone, Deserialize, Default)]
+#[serde(default)]
+struct Account {
+    login: String,
+    id: Option<i64>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl Account {
+    fn is_bot(&self) -> bool {
+        self.kind == "Bot" || self.login.ends_with("[bot]")
+    }
+}
+
 async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let secret = &state.config.github.webhook_secret;
     if secret.is_empty() {
         return Err(ApiError::NotFound(
@@ -63,180 +129,171 @@ async fn github(
     let Some(delivery) = delivery else {
         return Err(ApiError::field("X-GitHub-Delivery", "is required"));
     };
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-        message: format!("the body is not JSON: {e}"),
+    let payload: Payload = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        message: format!("the body is not a JSON object: {e}"),
         fields: Default::default(),
     })?;
-    if !state.store.first_delivery(delivery).await? {
-        return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
+    let body_hash = hex::encode(sha2::Sha256::digest(&body));
+    if !state.store.first_delivery(delivery, &body_hash).await? {
+        return Ok((
+            StatusCode::OK,
+            Json(Accepted {
+                status: "duplicate",
+            }),
+        ));
     }
     let st = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = handle(&st, &event, &payload).await {
+        if let Some(trigger) = Trigger::read(&event, payload)
+            && let Err(e) = handle(&st, trigger).await
+        {
             tracing::warn!(event, error = %e, "handling a GitHub webhook");
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
-fn is_bot(user: &Value) -> bool {
-    user["type"] == "Bot" || user["login"].as_str().is_some_and(|l| l.ends_with("[bot]"))
+/// A `/dockhand` comment or the `dockhand` label on an issue or pull request.
+struct Trigger {
+    /// `owner/name`.
+    repo: String,
+    number: u64,
+    on_pr: bool,
+    sender: Account,
+    /// What followed `/dockhand`; empty for the label.
+    text: String,
+    title: String,
+    body: String,
 }
 
-/// The Dockhand user behind a GitHub account, if they may use Dockhand.
-enum Who {
-    User(User),
-    /// Allowed, but never signed in (so no token to act with).
-    NotSignedIn(String),
-    Stranger,
-}
-
-fn who(state: &AppState, gh_user: &Value) -> Who {
-    let login = gh_user["login"].as_str().unwrap_or("").to_owned();
-    if let Some(id) = gh_user["id"].as_i64()
-        && let Ok(Some(user)) = state.store.user_by_github_id(id)
-    {
-        return Who::User(user);
+impl Trigger {
+    /// The trigger a payload holds; `None` for everything Dockhand ignores (other
+    /// events, bots, its own comments).
+    fn read(event: &str, p: Payload) -> Option<Trigger> {
+        let issue = p.issue?;
+        if p.repository.full_name.is_empty() || issue.number == 0 || p.sender.is_bot() {
+            return None;
+        }
+        let (sender, text) = match (event, p.action.as_deref()) {
+            ("issue_comment", Some("created")) => {
+                let comment = p.comment?;
+                let rest = comment.body.trim_start().strip_prefix("/dockhand")?;
+                let word_ends = rest.is_empty() || rest.starts_with(char::is_whitespace);
+                if !word_ends || comment.body.contains(MARKER) || comment.user.is_bot() {
+                    return None;
+                }
+                (comment.user, rest.trim().to_owned())
+            }
+            ("issues", Some("labeled")) if p.label?.name == "dockhand" => (p.sender, String::new()),
+            _ => return None,
+        };
+        Some(Trigger {
+            repo: p.repository.full_name,
+            number: issue.number,
+            on_pr: issue.pull_request.is_some(),
+            sender,
+            text,
+            title: issue.title,
+            body: issue.body.unwrap_or_default(),
+        })
     }
-    if state
-        .config
-        .github
-        .allowed_users
-        .iter()
-        .any(|u| u.eq_ignore_ascii_case(&login))
-    {
-        return Who::NotSignedIn(login);
+
+    fn link(&self, state: &AppState) -> String {
+        format!("{}/auth/github/login", state.config.public_url())
     }
-    Who::Stranger
 }
 
-async fn reply(state: &AppState, token: &str, repo: &str, number: u64, text: &str) {
-    let Some((owner, name)) = repo.split_once('/') else {
+/// Posts a reply on the trigger's issue, marked so it never triggers anything.
+async fn reply(state: &AppState, token: &str, t: &Trigger, text: &str) {
+    let Some((owner, name)) = t.repo.split_once('/') else {
         return;
     };
     let body = format!("{MARKER}\n{text}");
-    if let Err(e) = state
-        .scheduler
-        .deps()
-        .github
-        .comment(token, owner, name, number, &body)
-        .await
-    {
-        tracing::warn!(repo, number, error = %e, "replying on GitHub");
+    let github = &state.scheduler.deps().github;
+    if let Err(e) = github.comment(token, owner, name, t.number, &body).await {
+        tracing::warn!(repo = t.repo, number = t.number, error = %e, "replying on GitHub");
     }
 }
 
-async fn handle(state: &AppState, event: &str, p: &Value) -> Result<(), ApiError> {
-    let repo = p["repository"]["full_name"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    let issue = &p["issue"];
-    let number = issue["number"].as_u64().unwrap_or(0);
-    if repo.is_empty() || number == 0 {
-        return Ok(());
-    }
-    let (actor, text) = match (event, p["action"].as_str()) {
-        ("issue_comment", Some("created")) => {
-            let comment = &p["comment"];
-            let body = comment["body"].as_str().unwrap_or("");
-            let Some(rest) = body.trim_start().strip_prefix("/dockhand") else {
-                return Ok(());
-            };
-            if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) || body.contains(MARKER)
-            {
-                return Ok(());
-            }
-            if is_bot(&comment["user"]) || is_bot(&p["sender"]) {
-                return Ok(());
-            }
-            let assoc = comment["author_association"].as_str().unwrap_or("NONE");
-            if !["OWNER", "MEMBER", "COLLABORATOR"].contains(&assoc) {
-                return Ok(());
-            }
-            (comment["user"].clone(), rest.trim().to_owned())
-        }
-        ("issues", Some("labeled")) if p["label"]["name"] == "dockhand" => {
-            if is_bot(&p["sender"]) {
-                return Ok(());
-            }
-            (p["sender"].clone(), String::new())
-        }
-        _ => return Ok(()),
-    };
+/// Replies with an operator's token, for senders who have none Dockhand may use.
+async fn reply_as_operator(state: &AppState, t: &Trigger, text: &str) {
     let deps = state.scheduler.deps();
-    let user = match who(state, &actor) {
-        Who::User(u) => u,
-        Who::NotSignedIn(login) => {
-            // They have no token yet; an operator's token carries the answer.
-            let op = state
-                .store
-                .operator_with_github_token()?
-                .and_then(|id| user_token(&deps, id));
-            if let Some(token) = op {
-                let link = format!("{}/auth/github/login", state.config.public_url());
-                reply(
-                    state,
-                    &token,
-                    &repo,
-                    number,
-                    &format!("@{login}, sign in to Dockhand first ({link}), then ask again."),
-                )
-                .await;
-            }
-            return Ok(());
-        }
-        Who::Stranger => return Ok(()),
-    };
-    let Some(token) = user_token(&deps, user.id) else {
-        return Ok(());
-    };
-    let on_pr = issue.get("pull_request").is_some_and(|v| !v.is_null());
-    if on_pr {
-        let web = state.config.github.web_url.trim_end_matches('/');
-        let names = [
-            repo.clone(),
-            format!("{web}/{repo}.git"),
-            format!("{web}/{repo}"),
-        ];
-        if let Some(task) = state.store.task_by_pull_request(&names, number)? {
-            if task.user_id != user.id {
-                reply(
-                    state,
-                    &token,
-                    &repo,
-                    number,
-                    "Only the person who started this task can steer it.",
-                )
-                .await;
-                return Ok(());
-            }
-            let text = if text.is_empty() {
-                "Continue.".to_owned()
-            } else {
-                text
-            };
-            state.store.follow_up(&task.id, text).await?;
-            state.scheduler.wake();
-            let link = format!("{}/#/tasks/{}", state.config.public_url(), task.id);
-            reply(
-                state,
-                &token,
-                &repo,
-                number,
-                &format!("Follow-up queued on [the task]({link})."),
-            )
-            .await;
-            return Ok(());
-        }
+    let token = state
+        .store
+        .operator_with_github_token()
+        .ok()
+        .flatten()
+        .and_then(|id| user_token(&deps, id));
+    match token {
+        Some(token) => reply(state, &token, t, text).await,
+        None => tracing::info!(repo = t.repo, "no operator token to reply with: {text}"),
     }
-    let title = issue["title"].as_str().unwrap_or("");
-    let context = crate::runner::clip(issue["body"].as_str().unwrap_or(""), 8000);
-    let ask = if text.is_empty() {
-        format!("Resolve this issue: {title}")
-    } else {
-        text
+}
+
+/// The Dockhand user behind the trigger and their token, or why they get nothing.
+async fn admit(state: &AppState, t: &Trigger) -> Result<(User, String), String> {
+    let login = &t.sender.login;
+    let user = t
+        .sender
+        .id
+        .and_then(|id| state.store.user_by_github_id(id).ok().flatten());
+    let Some(user) = user else {
+        let listed = state.config.github.allowed_users.iter();
+        if listed.clone().any(|u| u.eq_ignore_ascii_case(login)) {
+            return Err(format!(
+                "@{login}, sign in to Dockhand first ({}), then ask again.",
+                t.link(state)
+            ));
+        }
+        return Err(format!(
+            "@{login}, Dockhand runs tasks only for its own users with write access to {}.",
+            t.repo
+        ));
     };
+    if crate::auth::still_allowed(state, &user).await.is_err() {
+        return Err(format!(
+            "@{login}, your account is no longer allowed to use this Dockhand, so no task was started."
+        ));
+    }
+    let deps = state.scheduler.deps();
+    let Some(token) = user_token(&deps, user.id) else {
+        return Err(format!(
+            "@{login}, sign in to Dockhand again ({}).",
+            t.link(state)
+        ));
+    };
+    let (owner, name) = t.repo.split_once('/').unwrap_or((&t.repo, ""));
+    match deps.github.can_push(&token, owner, name, login).await {
+        Ok(true) => Ok((user, token)),
+        Ok(false) => Err(format!(
+            "@{login}, Dockhand runs only for people with write access to {}.",
+            t.repo
+        )),
+        Err(e) => Err(format!(
+            "@{login}, Dockhand could not check your access to {} ({e}); try again.",
+            t.repo
+        )),
+    }
+}
+
+async fn handle(state: &AppState, t: Trigger) -> Result<(), ApiError> {
+    let (user, token) = match admit(state, &t).await {
+        Ok(admitted) => admitted,
+        Err(why) => {
+            reply_as_operator(state, &t, &why).await;
+            return Ok(());
+        }
+    };
+    if t.on_pr && follow_up(state, &t, &user, &token).await? {
+        return Ok(());
+    }
+    let context = crate::runner::clip(&t.body, 8000);
+    let ask = if t.text.is_empty() {
+        format!("Resolve this issue: {}", t.title)
+    } else {
+        t.text.clone()
+    };
+    let (repo, number, title) = (&t.repo, t.number, &t.title);
     let prompt = format!("{ask}\n\n---\nGitHub issue {repo}#{number}: {title}\n\n{context}");
     let params = CreateTaskParams {
         repo: repo.clone(),
@@ -245,42 +302,65 @@ async fn handle(state: &AppState, event: &str, p: &Value) -> Result<(), ApiError
         model: None,
         image: None,
     };
-    let auth = AuthUser(user);
-    match crate::api::tasks::create_task(
-        state,
-        &auth,
-        None,
-        params,
-        Some(format!("{repo}#{number}")),
-    )
-    .await
-    {
-        Ok(task) => {
-            let link = format!("{}/#/tasks/{}", state.config.public_url(), task.id);
-            reply(
-                state,
-                &token,
-                &repo,
-                number,
-                &format!(
-                    "On it: [Dockhand task {}]({link}). The pull request will be linked here.",
-                    task.id
-                ),
-            )
-            .await;
-        }
-        Err(e) => {
-            reply(
-                state,
-                &token,
-                &repo,
-                number,
-                &format!("Dockhand could not start a task: {e}"),
-            )
-            .await
-        }
-    }
+    let origin = Some(format!("{repo}#{number}"));
+    let created =
+        crate::api::tasks::create_task(state, &AuthUser(user), None, params, origin).await;
+    let text = match created {
+        Ok(task) => format!(
+            "On it: [Dockhand task {}]({}/#/tasks/{}). The pull request will be linked here.",
+            task.id,
+            state.config.public_url(),
+            task.id
+        ),
+        Err(e) => format!("Dockhand could not start a task: {e}"),
+    };
+    reply(state, &token, &t, &text).await;
     Ok(())
+}
+
+/// `/dockhand` on a Dockhand pull request: a follow-up to its task, by its owner.
+/// False when the pull request is not a task's.
+async fn follow_up(
+    state: &AppState,
+    t: &Trigger,
+    user: &User,
+    token: &str,
+) -> Result<bool, ApiError> {
+    let web = state.config.github.web_url.trim_end_matches('/');
+    let names = [
+        t.repo.clone(),
+        format!("{web}/{}.git", t.repo),
+        format!("{web}/{}", t.repo),
+    ];
+    let Some(task) = state.store.task_by_pull_request(&names, t.number)? else {
+        return Ok(false);
+    };
+    if task.user_id != user.id {
+        reply(
+            state,
+            token,
+            t,
+            "Only the person who started this task can steer it.",
+        )
+        .await;
+        return Ok(true);
+    }
+    let text = if t.text.is_empty() {
+        "Continue.".to_owned()
+    } else {
+        t.text.clone()
+    };
+    state.store.follow_up(&task.id, text).await?;
+    state.scheduler.wake();
+    let link = format!("{}/#/tasks/{}", state.config.public_url(), task.id);
+    reply(
+        state,
+        token,
+        t,
+        &format!("Follow-up queued on [the task]({link})."),
+    )
+    .await;
+    Ok(true)
 }
 
 #[cfg(test)]

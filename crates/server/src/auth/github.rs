@@ -73,46 +73,12 @@ pub(super) fn limit(state: &AppState, parts_ip: &str) -> Result<(), ApiError> {
         })
 }
 
-/// Whether GitHub user `login` may sign in; `Err` names why not.
-async fn allowed(
-    state: &AppState,
-    gh: &GitHubClient,
-    token: &str,
-    login: &str,
-) -> Result<(), String> {
-    let cfg = &state.config.github;
-    if cfg
-        .allowed_users
-        .iter()
-        .any(|u| u.eq_ignore_ascii_case(login))
-    {
-        return Ok(());
-    }
-    for org in &cfg.allowed_orgs {
-        match gh.is_member(token, org).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(org, error = %e, "checking organisation membership"),
-        }
-    }
-    if cfg.allowed_users.is_empty() && cfg.allowed_orgs.is_empty() {
-        return Err(format!(
-            "This Dockhand lets nobody in yet: its operator must list GitHub users or organisations \
-             (github.allowed_users, github.allowed_orgs). You are signed in to GitHub as {login}."
-        ));
-    }
-    Err(format!(
-        "The GitHub account {login} is not allowed to use this Dockhand. Ask its operator to add you to \
-         github.allowed_users, or to an organisation in github.allowed_orgs (membership is read with the read:org scope)."
-    ))
-}
-
 /// After GitHub said yes: checks the allowlist, then creates or updates the user and
 /// stores the token encrypted. `Err` is the refusal for the person.
 async fn admit(state: &AppState, grant: &Grant) -> Result<User, Result<String, ApiError>> {
     let gh = github(&state.auth).map_err(Err)?;
     let gh_user = gh.user(&grant.token).await.map_err(|e| Err(gh_error(e)))?;
-    allowed(state, gh, &grant.token, &gh_user.login)
+    super::allow::may_sign_in(state, gh, &grant.token, &gh_user.login)
         .await
         .map_err(Ok)?;
     let operator = state

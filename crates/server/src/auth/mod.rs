@@ -3,6 +3,7 @@
 //! session cookie (with an Origin check on state-changing requests), or, on the
 //! events WebSocket only, a short-lived single-use `ticket`.
 
+mod allow;
 mod github;
 mod local;
 mod routes;
@@ -28,6 +29,9 @@ pub use local::bootstrap_admin;
 pub use local::generate_token;
 pub use local::hash_token;
 pub use routes::router;
+
+pub(crate) use allow::MAX_MEMBERSHIP_TTL;
+pub(crate) use allow::still_allowed;
 
 use crate::AppState;
 use crate::api::ApiError;
@@ -83,6 +87,8 @@ pub struct AuthState {
     pub github: Option<GitHubClient>,
     /// Rate limits.
     pub limiter: RateLimiter,
+    /// Org membership answers, for the check at every request.
+    pub memberships: allow::Memberships,
     states: Pending<()>,
     devices: Pending<github::DeviceFlow>,
     tickets: Pending<User>,
@@ -95,6 +101,7 @@ impl AuthState {
             keys,
             github,
             limiter: RateLimiter::default(),
+            memberships: allow::Memberships::default(),
             states: Pending::default(),
             devices: Pending::default(),
             tickets: Pending::default(),
@@ -218,68 +225,75 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && t.len() <= 4096)
-                .ok_or_else(|| {
-                    unauthorized("malformed Authorization header; expected Bearer <token>")
-                })?;
-            if token.starts_with("dh_") {
-                return match state.store.user_by_token_hash(&hash_token(token))? {
-                    Some(user) => Ok(AuthUser(operator(user, state))),
-                    None => Err(unauthorized("invalid or revoked token")),
-                };
-            }
-            let claims = state
-                .auth
-                .keys
-                .verify_access(token, now_secs())
-                .map_err(|e| ApiError::Unauthorized(format!("{e}; refresh it or sign in again")))?;
-            return match state
-                .store
-                .live_session(&claims.sid, dockhand_store::now_ms())?
-            {
-                Some(user) if user.id == claims.sub => Ok(AuthUser(operator(user, state))),
-                _ => Err(unauthorized("the session was revoked; sign in again")),
-            };
-        }
-        if let Some(value) = cookie(&parts.headers, SESSION_COOKIE) {
-            let found = state
-                .store
-                .session_by_cookie(&hash_token(&value), dockhand_store::now_ms())?;
-            let Some((_, user)) = found else {
-                return Err(unauthorized(
-                    "the session expired or was revoked; sign in again",
-                ));
-            };
-            check_origin(parts, state)?;
-            return Ok(AuthUser(operator(user, state)));
-        }
-        let ticket = parts
-            .uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ticket=")))
-            .filter(|_| parts.headers.contains_key(header::UPGRADE));
-        if let Some(ticket) = ticket {
-            return match state.auth.tickets.take(ticket) {
-                Some(user) => Ok(AuthUser(user)),
-                None => Err(unauthorized(
-                    "the WebSocket ticket expired or was used already",
-                )),
-            };
-        }
-        Err(unauthorized(
-            "credentials required: send Authorization: Bearer <token> or sign in",
-        ))
+        let user = identify(parts, state).await?;
+        still_allowed(state, &user.0).await?;
+        Ok(user)
     }
+}
+
+/// The user the request's credentials name.
+async fn identify(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError> {
+    let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 4096)
+            .ok_or_else(|| {
+                unauthorized("malformed Authorization header; expected Bearer <token>")
+            })?;
+        if token.starts_with("dh_") {
+            return match state.store.user_by_token_hash(&hash_token(token))? {
+                Some(user) => Ok(AuthUser(operator(user, state))),
+                None => Err(unauthorized("invalid or revoked token")),
+            };
+        }
+        let claims = state
+            .auth
+            .keys
+            .verify_access(token, now_secs())
+            .map_err(|e| ApiError::Unauthorized(format!("{e}; refresh it or sign in again")))?;
+        return match state
+            .store
+            .live_session(&claims.sid, dockhand_store::now_ms())?
+        {
+            Some(user) if user.id == claims.sub => Ok(AuthUser(operator(user, state))),
+            _ => Err(unauthorized("the session was revoked; sign in again")),
+        };
+    }
+    if let Some(value) = cookie(&parts.headers, SESSION_COOKIE) {
+        let found = state
+            .store
+            .session_by_cookie(&hash_token(&value), dockhand_store::now_ms())?;
+        let Some((_, user)) = found else {
+            return Err(unauthorized(
+                "the session expired or was revoked; sign in again",
+            ));
+        };
+        check_origin(parts, state)?;
+        return Ok(AuthUser(operator(user, state)));
+    }
+    let ticket = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ticket=")))
+        .filter(|_| parts.headers.contains_key(header::UPGRADE));
+    if let Some(ticket) = ticket {
+        return match state.auth.tickets.take(ticket) {
+            Some(user) => Ok(AuthUser(user)),
+            None => Err(unauthorized(
+                "the WebSocket ticket expired or was used already",
+            )),
+        };
+    }
+    Err(unauthorized(
+        "credentials required: send Authorization: Bearer <token> or sign in",
+    ))
 }
 
 /// The client's address, as [`client_ip`] finds it.

@@ -160,11 +160,14 @@ async fn refresh(
         .rotate_refresh(hash_token(&p.refresh_token), hash_token(&next))
         .await?
     {
-        Refresh::Rotated { session, user } => Ok(Json(TokenPair {
-            access_token: access_token(&state, user.id, &session),
-            refresh_token: next,
-            expires_in: state.config.auth.access_ttl_secs,
-        })),
+        Refresh::Rotated { session, user } => {
+            super::still_allowed(&state, &user).await?;
+            Ok(Json(TokenPair {
+                access_token: access_token(&state, user.id, &session),
+                refresh_token: next,
+                expires_in: state.config.auth.access_ttl_secs,
+            }))
+        }
         Refresh::Reused => Err(ApiError::Unauthorized(
             "this refresh token was used already, so the session was revoked; sign in again".into(),
         )),

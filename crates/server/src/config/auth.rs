@@ -20,6 +20,8 @@ pub struct GithubConfig {
     pub allowed_orgs: Vec<String>,
     /// Secret for `POST /webhooks/github`.
     pub webhook_secret: String,
+    /// How long an org membership answer is trusted, seconds (at most 600).
+    pub membership_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for GithubConfig {
@@ -33,6 +35,7 @@ impl std::fmt::Debug for GithubConfig {
             .field("allowed_users", &self.allowed_users)
             .field("allowed_orgs", &self.allowed_orgs)
             .field("webhook_secret", &redact(&self.webhook_secret))
+            .field("membership_ttl_secs", &self.membership_ttl_secs)
             .finish()
     }
 }
@@ -47,6 +50,7 @@ impl Default for GithubConfig {
             allowed_users: Vec::new(),
             allowed_orgs: Vec::new(),
             webhook_secret: String::new(),
+            membership_ttl_secs: 600,
         }
     }
 }
@@ -63,6 +67,12 @@ impl GithubConfig {
     /// Whether GitHub sign-in is configured.
     pub fn enabled(&self) -> bool {
         !self.client_id.is_empty()
+    }
+
+    /// How long an org membership answer is trusted: never more than ten minutes.
+    pub fn membership_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.membership_ttl_secs)
+            .min(crate::auth::MAX_MEMBERSHIP_TTL)
     }
 
     pub(super) fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) {

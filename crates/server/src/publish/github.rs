@@ -14,8 +14,17 @@ pub const MARKER: &str = "<!-- dockhand -->";
 
 /// The user's GitHub token, decrypted, if they signed in with GitHub.
 pub(crate) fn user_token(deps: &RunnerDeps, user_id: i64) -> Option<String> {
-    let (sealed, _) = deps.store.github_token(user_id).ok().flatten()?;
-    deps.keys.open(&sealed)
+    stored_token(&deps.store, &deps.keys, user_id)
+}
+
+/// A user's stored GitHub token, decrypted.
+pub(crate) fn stored_token(
+    store: &dockhand_store::Store,
+    keys: &crate::secrets::Keys,
+    user_id: i64,
+) -> Option<String> {
+    let (sealed, _) = store.github_token(user_id).ok().flatten()?;
+    keys.open(&sealed)
 }
 
 fn task_link(deps: &RunnerDeps, task: &TaskRow) -> String {

@@ -7,6 +7,7 @@
 mod github;
 
 pub(crate) use github::MARKER;
+pub(crate) use github::stored_token;
 pub(crate) use github::user_token;
 
 use std::path::Path;

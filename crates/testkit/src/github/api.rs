@@ -187,7 +187,7 @@ pub(super) async fn user_orgs(State(state): State<Arc<Shared>>, headers: HeaderM
             .directory
             .orgs
             .iter()
-            .filter(|org| org.members.contains(&caller.user))
+            .filter(|org| state.is_member(org, caller.user))
             .map(|org| org_json(&state.base_url, org))
             .collect()
     } else {
@@ -205,7 +205,7 @@ pub(super) async fn membership(
     let caller = caller!(state, headers);
     let user = &state.directory.users[caller.user];
     match state.directory.org(&org) {
-        Some(org) if org.members.contains(&caller.user) => {
+        Some(org) if state.is_member(org, caller.user) => {
             let base = &state.base_url;
             let body = json!({
                 "url": format!("{base}/orgs/{}/memberships/{}", org.login, user.login),
@@ -234,7 +234,7 @@ pub(super) async fn org_member(
     let member = state
         .directory
         .user_index(&username)
-        .is_some_and(|u| org.members.contains(&u));
+        .is_some_and(|u| state.is_member(org, u));
     if member {
         caller.reply(StatusCode::NO_CONTENT, None)
     } else {

@@ -1,0 +1,134 @@
+//! Who may use Dockhand: the GitHub logins in `github.allowed_users` and the
+//! members of `github.allowed_orgs`. Checked at sign-in and again at every
+//! request, so removing someone takes effect at once; org membership is asked of
+//! GitHub with the user's own token and remembered for at most ten minutes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use dockhand_forge::github::GitHubClient;
+use dockhand_store::User;
+
+use crate::AppState;
+use crate::api::ApiError;
+
+/// Longest an org membership answer is trusted.
+pub(crate) const MAX_MEMBERSHIP_TTL: Duration = Duration::from_secs(600);
+/// Users whose membership is remembered at once; past this the oldest half goes.
+const MAX_CACHED: usize = 10_000;
+
+/// Org membership answers, by Dockhand user id.
+#[derive(Default)]
+pub struct Memberships {
+    answers: Mutex<HashMap<i64, (Instant, bool)>>,
+}
+
+impl Memberships {
+    fn get(&self, user: i64, ttl: Duration) -> Option<bool> {
+        let answers = self.answers.lock().ok()?;
+        let (at, member) = answers.get(&user)?;
+        (at.elapsed() < ttl).then_some(*member)
+    }
+
+    fn put(&self, user: i64, member: bool) {
+        let Ok(mut answers) = self.answers.lock() else {
+            return;
+        };
+        if answers.len() >= MAX_CACHED {
+            let mut ages: Vec<Instant> = answers.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            answers.retain(|_, (at, _)| *at > cut);
+        }
+        answers.insert(user, (Instant::now(), member));
+    }
+}
+
+/// Whether the token's user belongs to any allowed org; an error only when no
+/// org said yes and GitHub could not answer for one of them.
+async fn in_allowed_org(state: &AppState, gh: &GitHubClient, token: &str) -> Result<bool, String> {
+    let mut failure = None;
+    for org in &state.config.github.allowed_orgs {
+        match gh.is_member(token, org).await {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => failure = Some(format!("checking membership of {org}: {e}")),
+        }
+    }
+    failure.map_or(Ok(false), Err)
+}
+
+fn listed(state: &AppState, login: &str) -> bool {
+    state
+        .config
+        .github
+        .allowed_users
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case(login))
+}
+
+/// Why GitHub user `login` may not sign in, in words for them; `Ok` when they may.
+pub(crate) async fn may_sign_in(
+    state: &AppState,
+    gh: &GitHubClient,
+    token: &str,
+    login: &str,
+) -> Result<(), String> {
+    let cfg = &state.config.github;
+    if listed(state, login) {
+        return Ok(());
+    }
+    if cfg.allowed_users.is_empty() && cfg.allowed_orgs.is_empty() {
+        return Err(format!(
+            "This Dockhand lets nobody in yet: its operator must list GitHub users or organisations \
+             (github.allowed_users, github.allowed_orgs). You are signed in to GitHub as {login}."
+        ));
+    }
+    match in_allowed_org(state, gh, token).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "The GitHub account {login} is not allowed to use this Dockhand. Ask its operator to add you to \
+             github.allowed_users, or to an organisation in github.allowed_orgs (membership is read with the read:org scope)."
+        )),
+        Err(e) => Err(format!(
+            "Dockhand could not confirm that {login} may sign in ({e}). Try again in a moment."
+        )),
+    }
+}
+
+/// At every request: a GitHub user must still be allowed. Local users (the
+/// admin, tokens made under local auth) have no GitHub identity and pass.
+pub(crate) async fn still_allowed(state: &AppState, user: &User) -> Result<(), ApiError> {
+    let Some((login, Some(_github_id))) = state.store.user_identity(user.id)? else {
+        return Ok(());
+    };
+    let refused = || {
+        ApiError::Unauthorized(format!(
+            "the GitHub account {login} is no longer allowed to use this Dockhand \
+             (github.allowed_users, github.allowed_orgs)"
+        ))
+    };
+    let Some(gh) = &state.auth.github else {
+        return Err(refused());
+    };
+    if listed(state, &login) {
+        return Ok(());
+    }
+    let ttl = state.config.github.membership_ttl();
+    if let Some(member) = state.auth.memberships.get(user.id, ttl) {
+        return if member { Ok(()) } else { Err(refused()) };
+    }
+    let token = crate::publish::stored_token(&state.store, &state.auth.keys, user.id)
+        .ok_or_else(refused)?;
+    match in_allowed_org(state, gh, &token).await {
+        Ok(member) => {
+            state.auth.memberships.put(user.id, member);
+            if member { Ok(()) } else { Err(refused()) }
+        }
+        Err(e) => Err(ApiError::BadGateway(format!(
+            "could not confirm that {login} may use this Dockhand: {e}"
+        ))),
+    }
+}
