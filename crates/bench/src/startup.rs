@@ -501,7 +501,9 @@ async fn run_inner(opts: &Opts) -> Result<Report> {
         .args(["image", "inspect", "-f", "{{.Id}}", &image])
         .output()?;
     let base_id = String::from_utf8_lossy(&base.stdout).trim().to_owned();
-    let built = dockhand_sandbox::docker::env_cache::env_image_tag(&base_id, &setup);
+    // Built for the admin (user 1, the only user of the bench's fresh coordinators).
+    let repo = cached.to_string_lossy();
+    let built = dockhand_sandbox::docker::env_cache::env_image_tag(&base_id, &setup, "1", &repo);
     let _ = Command::new("docker").args(["rmi", "-f", &built]).output();
     Ok(report)
 }

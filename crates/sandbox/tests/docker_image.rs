@@ -44,6 +44,9 @@ use dockhand_sandbox::docker::image::image_exists;
 use futures_util::StreamExt;
 
 const TEST_BASE: &str = "dockhand-sandbox:test";
+/// The owner and repository the tests' environment images are built for.
+const OWNER: &str = "42";
+const REPO: &str = "acme/app";
 
 async fn docker() -> Docker {
     let fail = |e: bollard::errors::Error| -> Docker {
@@ -200,6 +203,8 @@ fn env_build(base: &str, setup: &str, cleanup: &Cleanup) -> EnvBuild {
     EnvBuild {
         base_image: base.into(),
         setup: setup.into(),
+        owner: OWNER.into(),
+        repo: REPO.into(),
         network: true,
         labels: cleanup.labels(),
         timeout: Duration::from_secs(120),
@@ -207,17 +212,29 @@ fn env_build(base: &str, setup: &str, cleanup: &Cleanup) -> EnvBuild {
 }
 
 #[test]
-fn env_image_tag_is_stable_and_keyed_by_base_and_setup() {
-    let tag = env_image_tag("sha256:aaaa", "apt-get install -y jq");
-    assert_eq!(tag, env_image_tag("sha256:aaaa", "apt-get install -y jq"));
+fn env_image_tag_is_stable_and_keyed_by_base_setup_owner_and_repo() {
+    let key = |base: &str, setup: &str| env_image_tag(base, setup, "7", "acme/app");
+    let tag = key("sha256:aaaa", "apt-get install -y jq");
+    assert_eq!(tag, key("sha256:aaaa", "apt-get install -y jq"));
     let (repo, hash) = tag.split_once(':').unwrap();
     assert_eq!(repo, "dockhand-env");
     assert_eq!(hash.len(), 16);
     assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_ne!(tag, env_image_tag("sha256:aaaa", "apt-get install -y jq "));
-    assert_ne!(tag, env_image_tag("sha256:bbbb", "apt-get install -y jq"));
+    assert_ne!(tag, key("sha256:aaaa", "apt-get install -y jq "));
+    assert_ne!(tag, key("sha256:bbbb", "apt-get install -y jq"));
+    let jq = "apt-get install -y jq";
+    assert_ne!(
+        tag,
+        env_image_tag("sha256:aaaa", jq, "8", "acme/app"),
+        "another owner"
+    );
+    assert_ne!(
+        tag,
+        env_image_tag("sha256:aaaa", jq, "7", "acme/other"),
+        "another repository"
+    );
     // The parts are separated, not just concatenated.
-    assert_ne!(env_image_tag("ab", "c"), env_image_tag("a", "bc"));
+    assert_ne!(key("ab", "c"), key("a", "bc"));
 }
 
 #[tokio::test]
@@ -237,7 +254,7 @@ async fn env_cache_builds_once_as_root_then_hits_without_running_setup() {
     eprintln!("env build took {:?}", first.duration);
     assert!(first.built);
     let base_id = docker.inspect_image(&base).await.unwrap().id.unwrap();
-    assert_eq!(first.image, env_image_tag(&base_id, &setup));
+    assert_eq!(first.image, env_image_tag(&base_id, &setup, OWNER, REPO));
     assert!(String::from_utf8_lossy(&output).contains(&token));
     assert_eq!(
         containers_with(&docker, &cleanup.label).await,
@@ -265,6 +282,10 @@ async fn env_cache_builds_once_as_root_then_hits_without_running_setup() {
     let labels = config.labels.unwrap();
     assert_eq!(labels.get("dockhand.env").map(String::as_str), Some("1"));
     assert_eq!(labels.get("dockhand.env.base"), Some(&base_id));
+    assert_eq!(
+        labels.get("dockhand.owner").map(String::as_str),
+        Some(OWNER)
+    );
 
     let listed = list_env_images(&docker).await.unwrap();
     let before = listed
@@ -302,7 +323,9 @@ async fn env_cache_failing_setup_reports_exit_code_and_leaves_no_container() {
     let setup = format!("echo oops; echo {} >&2; exit 3", unique("token"));
     let req = env_build(&base, &setup, &cleanup);
     let base_id = docker.inspect_image(&base).await.unwrap().id.unwrap();
-    cleanup.images.push(env_image_tag(&base_id, &setup));
+    cleanup
+        .images
+        .push(env_image_tag(&base_id, &setup, OWNER, REPO));
 
     let err = ensure_env_image(&docker, &req, |_| {}).await.unwrap_err();
     assert!(
@@ -320,7 +343,7 @@ async fn env_cache_failing_setup_reports_exit_code_and_leaves_no_container() {
         Vec::<String>::new()
     );
     assert!(
-        !image_exists(&docker, &env_image_tag(&base_id, &setup))
+        !image_exists(&docker, &env_image_tag(&base_id, &setup, OWNER, REPO))
             .await
             .unwrap()
     );

@@ -7,6 +7,7 @@ mod coordinator;
 pub mod hub;
 pub mod janitor;
 mod metrics;
+mod policy;
 mod pool;
 mod provision;
 mod publish;

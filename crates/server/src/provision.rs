@@ -212,8 +212,27 @@ pub(crate) async fn provision(
     task.workspace = Some(ws.to_string_lossy().into_owned());
 
     let network = env.network.unwrap_or(cfg.sandbox.network);
-    // The task's own choice wins over the repository's.
-    let mut image = task.image.clone().or_else(|| env.image.clone());
+    // The task's own choice (checked when it was submitted) wins over the
+    // repository's, which is granted only within the operator's policy.
+    let mut image = task.image.clone();
+    if let (None, Some(asked)) = (&image, &env.image) {
+        match crate::policy::image_allowed(cfg, deps.docker.as_deref(), asked, task.user_id).await {
+            Ok(()) => image = Some(asked.clone()),
+            Err(why) => {
+                let detail = format!(
+                    "image: the repository asked for {asked:?}, which {why}; the default image {:?} applies",
+                    cfg.default_image()
+                );
+                phase(
+                    &deps.store,
+                    &task.id,
+                    "policy",
+                    Duration::ZERO,
+                    Some(detail),
+                );
+            }
+        }
+    }
     if let Some(setup) = env.setup.as_deref() {
         match &deps.docker {
             Some(provider) => {
@@ -230,6 +249,8 @@ pub(crate) async fn provision(
                 let build = EnvBuild {
                     base_image: base,
                     setup: setup.to_owned(),
+                    owner: task.user_id.to_string(),
+                    repo: task.repo.clone(),
                     network: true,
                     labels: [(
                         dockhand_sandbox::docker::LABEL_COORDINATOR.to_owned(),

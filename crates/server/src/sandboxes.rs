@@ -6,7 +6,6 @@ use std::sync::Arc;
 use dockhand_sandbox::SandboxError;
 use dockhand_sandbox::docker::DockerConfig;
 use dockhand_sandbox::docker::DockerProvider;
-use dockhand_sandbox::docker::image::default_image;
 use dockhand_sandbox::local::LocalConfig;
 use dockhand_sandbox::local::LocalProvider;
 
@@ -21,12 +20,7 @@ pub(crate) enum Chosen {
 
 /// The docker settings from the configuration.
 pub fn docker_config(config: &Config, coordinator_id: &str) -> DockerConfig {
-    let image = if config.sandbox.image.is_empty() {
-        default_image()
-    } else {
-        config.sandbox.image.clone()
-    };
-    let mut d = DockerConfig::new(coordinator_id, image);
+    let mut d = DockerConfig::new(coordinator_id, config.default_image());
     d.memory_bytes = (config.sandbox.memory_mb as i64) << 20;
     d.nano_cpus = (config.sandbox.cpus * 1e9) as i64;
     d.pids_limit = config.sandbox.pids;

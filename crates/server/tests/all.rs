@@ -21,6 +21,8 @@ mod e2e;
 mod faults;
 #[path = "all/gc.rs"]
 mod gc;
+#[path = "all/images.rs"]
+mod images;
 #[path = "all/pull_requests.rs"]
 mod pull_requests;
 #[path = "all/security.rs"]

@@ -5,8 +5,9 @@
 //! network and the default capabilities, none of which a task's sandbox has, so they
 //! run once in a separate build container made from the base image, and that
 //! container is committed as an image tagged by a hash of (base image ID, setup
-//! text, Dockhand version). Later tasks with the same inputs start from the cached
-//! image and run nothing. A changed base image, setup or Dockhand version gives a
+//! text, owner, repository, Dockhand version) and labelled with its owner, so one
+//! user's image is never another's. Later tasks with the same inputs start from
+//! the cached image and run nothing. A changed base image, setup or Dockhand version gives a
 //! new tag; `dockhand gc` removes the old ones ([`list_env_images`], [`remove_image`]).
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub const ENV_IMAGE_REPO: &str = "dockhand-env";
 pub const ENV_LABEL: &str = "dockhand.env";
 /// Label on a cached environment image: the ID of the image it was built from.
 pub const ENV_BASE_LABEL: &str = "dockhand.env.base";
+/// Label on a cached environment image: the id of the user it was built for.
+pub const ENV_OWNER_LABEL: &str = "dockhand.owner";
 /// Label (`=1`) on build containers, so leftovers of a crashed coordinator can be found.
 pub const ENV_BUILD_LABEL: &str = "dockhand.env-build";
 
@@ -103,11 +106,12 @@ fn docker_error(step: &'static str) -> impl FnOnce(bollard::errors::Error) -> En
     move |source| EnvCacheError::Docker { step, source }
 }
 
-/// The cached image name for `setup` on the image with ID `base_image_id`:
-/// `dockhand-env:<16 hex of sha256(base id, setup, Dockhand version)>`.
-pub fn env_image_tag(base_image_id: &str, setup: &str) -> String {
+/// The cached image name for `setup` on the image with ID `base_image_id`, for
+/// `owner`'s tasks on `repo`: `dockhand-env:<16 hex of sha256(base id, setup,
+/// owner, repo, Dockhand version)>`.
+pub fn env_image_tag(base_image_id: &str, setup: &str, owner: &str, repo: &str) -> String {
     let mut hash = Sha256::new();
-    for part in [base_image_id, setup, env!("CARGO_PKG_VERSION")] {
+    for part in [base_image_id, setup, owner, repo, env!("CARGO_PKG_VERSION")] {
         hash.update(part.as_bytes());
         // A separator, so ("ab", "c") and ("a", "bc") differ.
         hash.update([0]);
@@ -123,6 +127,10 @@ pub struct EnvBuild {
     pub base_image: String,
     /// Shell text run with `/bin/sh -c`, as root.
     pub setup: String,
+    /// Whose image it is (a user id): part of the cache key, and a label.
+    pub owner: String,
+    /// The repository it is for: part of the cache key.
+    pub repo: String,
     /// Whether setup may reach the network (bridge); `false` gives it none.
     pub network: bool,
     /// Labels for the build container, such as `dockhand.coordinator=<id>`.
@@ -166,7 +174,7 @@ pub async fn ensure_env_image(
             image: req.base_image.clone(),
         })?;
     let base_id = base.id.clone().unwrap_or_else(|| req.base_image.clone());
-    let image = env_image_tag(&base_id, &req.setup);
+    let image = env_image_tag(&base_id, &req.setup, &req.owner, &req.repo);
     let (repo, tag) = image.split_once(':').unwrap_or((ENV_IMAGE_REPO, &image));
 
     if inspect_if_present(docker, &image)
@@ -192,7 +200,12 @@ pub async fn ensure_env_image(
     let container = create_build_container(docker, req, &base, &base_id).await?;
     let result = async {
         run_setup(docker, &container.id, req.timeout, &mut on_output).await?;
-        commit(docker, &container.id, &base, &base_id, repo, tag).await
+        let labels = [
+            (ENV_LABEL, "1"),
+            (ENV_BASE_LABEL, base_id.as_str()),
+            (ENV_OWNER_LABEL, req.owner.as_str()),
+        ];
+        commit(docker, &container.id, &base, &labels, repo, tag).await
     }
     .await;
     container.remove().await;
@@ -305,14 +318,15 @@ async fn commit(
     docker: &Docker,
     id: &str,
     base: &ImageInspect,
-    base_id: &str,
+    add_labels: &[(&str, &str)],
     repo: &str,
     tag: &str,
 ) -> Result<(), EnvCacheError> {
     let base_config = base.config.clone().unwrap_or_default();
     let mut labels = base_config.labels.unwrap_or_default();
-    labels.insert(ENV_LABEL.into(), "1".into());
-    labels.insert(ENV_BASE_LABEL.into(), base_id.to_owned());
+    for (k, v) in add_labels {
+        labels.insert((*k).to_owned(), (*v).to_owned());
+    }
     let cmd = base_config
         .cmd
         .filter(|c| !c.is_empty())

@@ -8,6 +8,7 @@
 //! `docker/Dockerfile` at the repository root describes the same image for users who
 //! have a registry.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
@@ -321,6 +322,13 @@ pub async fn image_exists(docker: &Docker, name: &str) -> Result<bool, ImageErro
         .await
         .map_err(docker_error("checking for the image"))?;
     Ok(found.is_some())
+}
+
+/// The labels of image `name`; `None` when the engine does not have it or
+/// cannot say.
+pub async fn image_labels(docker: &Docker, name: &str) -> Option<HashMap<String, String>> {
+    let found = inspect_if_present(docker, name).await.ok()??;
+    Some(found.config?.labels.unwrap_or_default())
 }
 
 /// Inspects image `name`; `None` when the engine does not have it.

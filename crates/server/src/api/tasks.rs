@@ -183,6 +183,10 @@ pub(crate) async fn create_task(
         if !ok {
             return Err(ApiError::field("image", "is not an image reference"));
         }
+        let docker = state.scheduler.deps().docker.clone();
+        crate::policy::image_allowed(cfg, docker.as_deref(), image, user.0.id)
+            .await
+            .map_err(|why| ApiError::field("image", why))?;
     }
     check_task_limits(state, user, ip)?;
     let id = TaskId::generate();

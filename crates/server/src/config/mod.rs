@@ -119,6 +119,10 @@ pub struct SandboxConfig {
     pub network: bool,
     /// Default image (docker); empty means Dockhand's own image.
     pub image: String,
+    /// Images tasks and repositories may name: exact references or globs with
+    /// `*`; empty means only the default image. A user's own environment images
+    /// are always allowed.
+    pub allowed_images: Vec<String>,
     /// Memory limit per container, MiB.
     pub memory_mb: u64,
     /// CPUs per container.
@@ -266,6 +270,7 @@ impl Default for SandboxConfig {
             backend: None,
             network: true,
             image: String::new(),
+            allowed_images: Vec::new(),
             memory_mb: 2048,
             cpus: 2.0,
             pids: 512,
@@ -446,6 +451,15 @@ impl Config {
     /// Whether tasks may name local paths.
     pub fn local_repos_allowed(&self) -> bool {
         self.allow_local_repos.unwrap_or(!self.github.enabled())
+    }
+
+    /// The image tasks run in unless they or their repository name another.
+    pub fn default_image(&self) -> String {
+        if self.sandbox.image.is_empty() {
+            dockhand_sandbox::docker::image::default_image()
+        } else {
+            self.sandbox.image.clone()
+        }
     }
 
     /// Whether repository URLs may point at private or loopback addresses.

@@ -84,7 +84,10 @@ async fn device_tokens(h: &Harness) -> Value {
         if poll["status"] == "ok" {
             return poll["tokens"].clone();
         }
-        assert!(poll["status"] == "pending" || poll["status"] == "slow_down", "{poll}");
+        assert!(
+            poll["status"] == "pending" || poll["status"] == "slow_down",
+            "{poll}"
+        );
     }
 }
 

@@ -291,7 +291,11 @@ fn rand_token() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_environments_fail_clearly_and_leave_nothing_running() {
-    let h = Harness::docker(Scenario::new(), |_| {}).await;
+    // Every image is allowed, so the missing ones get as far as the engine.
+    let h = Harness::docker(Scenario::new(), |c| {
+        c.sandbox.allowed_images = vec!["*".into()];
+    })
+    .await;
     let cases = [
         (
             "setup = \"echo broken-setup; exit 3\"\n",
