@@ -242,6 +242,7 @@ impl Coordinator {
             tokio::spawn(async move { pool.fill().await });
         }
         crate::janitor::spawn_reaper(scheduler.deps(), shutdown.clone());
+        crate::janitor::spawn_pruner(state.store.clone(), state.auth.clone(), shutdown.clone());
         tracing::info!(%addr, data_dir = %data_dir.display(), "coordinator started");
         Ok(Coordinator {
             addr,

@@ -153,6 +153,36 @@ pub fn spawn_reaper(deps: Arc<RunnerDeps>, stop: tokio_util::sync::CancellationT
     });
 }
 
+/// How long webhook deliveries are remembered, and ended sessions kept.
+const KEEP_ENDED: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often old deliveries, ended sessions and expired sign-in state go.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Prunes, on a schedule, what would otherwise grow without bound: webhook
+/// deliveries, ended sessions with their refresh tokens, and expired sign-in
+/// state and WebSocket tickets.
+pub fn spawn_pruner(
+    store: dockhand_store::Store,
+    auth: Arc<crate::auth::AuthState>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            auth.purge();
+            let before = dockhand_store::now_ms() - KEEP_ENDED.as_millis() as i64;
+            match store.prune(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old deliveries and sessions"),
+                Err(e) => tracing::warn!(error = %e, "pruning old deliveries and sessions"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PRUNE_EVERY) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
 fn remove_dir(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -110,7 +110,7 @@ fn check_task_limits(state: &AppState, user: &AuthUser, ip: Option<&str>) -> Res
         state
             .auth
             .limiter
-            .check("tasks-ip", ip, limits.tasks_per_ip)
+            .check_ip("tasks-ip", ip, limits.tasks_per_ip)
             .map_err(limited)?;
     }
     let cap = state.config.auth.max_active_tasks_per_user;

@@ -39,6 +39,13 @@ pub(super) struct DeviceFlow {
     device_code: String,
 }
 
+fn too_many(retry_after: std::time::Duration) -> ApiError {
+    ApiError::RateLimited {
+        message: "too many sign-ins in progress from here; finish or wait for one".into(),
+        retry_after,
+    }
+}
+
 pub(super) fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -66,7 +73,7 @@ pub(super) fn limit(state: &AppState, parts_ip: &str) -> Result<(), ApiError> {
     state
         .auth
         .limiter
-        .check("signin", parts_ip, per_minute)
+        .check_ip("signin", parts_ip, per_minute)
         .map_err(|wait| ApiError::RateLimited {
             message: "too many sign-in attempts; wait and try again".into(),
             retry_after: wait,
@@ -123,17 +130,15 @@ pub(super) async fn login(
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, ApiError> {
     let gh = github(&state.auth)?;
-    limit(
-        &state,
-        &super::client_ip(&parts, state.config.auth.trust_proxy),
-    )?;
+    let ip = super::client_ip(&parts, state.config.auth.trust_proxy);
+    limit(&state, &ip)?;
     let st = generate_token().replacen("dh_", "", 1);
-    if !state.auth.states.put(st.clone(), STATE_TTL, ()) {
-        return Err(ApiError::RateLimited {
-            message: "too many sign-ins in progress".into(),
-            retry_after: STATE_TTL,
-        });
-    }
+    let owner = crate::ratelimit::ip_key(&ip);
+    state
+        .auth
+        .states
+        .put(st.clone(), &owner, STATE_TTL, ())
+        .map_err(|_| too_many(STATE_TTL))?;
     let redirect = format!("{}/auth/github/callback", state.config.public_url());
     let login = q
         .login
@@ -228,25 +233,20 @@ pub(super) async fn device_start(
     parts: Parts,
 ) -> Result<Response, ApiError> {
     let gh = github(&state.auth)?;
-    limit(
-        &state,
-        &super::client_ip(&parts, state.config.auth.trust_proxy),
-    )?;
+    let ip = super::client_ip(&parts, state.config.auth.trust_proxy);
+    limit(&state, &ip)?;
     let code = gh.device_code().await.map_err(gh_error)?;
     let handle = generate_token().replacen("dh_", "dev_", 1);
     let ttl = std::time::Duration::from_secs(code.expires_in.clamp(60, 3600));
-    if !state.auth.devices.put(
-        handle.clone(),
-        ttl,
-        DeviceFlow {
-            device_code: code.device_code,
-        },
-    ) {
-        return Err(ApiError::RateLimited {
-            message: "too many sign-ins in progress".into(),
-            retry_after: ttl,
-        });
-    }
+    let flow = DeviceFlow {
+        device_code: code.device_code,
+    };
+    let owner = crate::ratelimit::ip_key(&ip);
+    state
+        .auth
+        .devices
+        .put(handle.clone(), &owner, ttl, flow)
+        .map_err(|_| too_many(ttl))?;
     Ok(axum::Json(json!({
         "handle": handle,
         "user_code": code.user_code,
@@ -269,27 +269,19 @@ pub(super) async fn device_poll(
     ApiJson(p): ApiJson<PollParams>,
 ) -> Result<Response, ApiError> {
     let gh = github(&state.auth)?;
-    let Some(flow) = state.auth.devices.take(&p.handle) else {
+    let Some((owner, flow)) = state.auth.devices.take(&p.handle) else {
         return Ok(axum::Json(json!({"status": "expired"})).into_response());
     };
     let reply = |v: serde_json::Value| Ok(axum::Json(v).into_response());
     match gh.poll_device(&flow.device_code).await.map_err(gh_error)? {
         DevicePoll::Pending => {
-            let code = flow.device_code.clone();
-            state.auth.devices.put(
-                p.handle,
-                std::time::Duration::from_secs(900),
-                DeviceFlow { device_code: code },
-            );
+            let ttl = std::time::Duration::from_secs(900);
+            let _ = state.auth.devices.put(p.handle, &owner, ttl, flow);
             reply(json!({"status": "pending"}))
         }
         DevicePoll::SlowDown(interval) => {
-            let code = flow.device_code.clone();
-            state.auth.devices.put(
-                p.handle,
-                std::time::Duration::from_secs(900),
-                DeviceFlow { device_code: code },
-            );
+            let ttl = std::time::Duration::from_secs(900);
+            let _ = state.auth.devices.put(p.handle, &owner, ttl, flow);
             reply(json!({"status": "slow_down", "interval": interval}))
         }
         DevicePoll::Expired => reply(json!({"status": "expired"})),

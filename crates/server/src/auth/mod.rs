@@ -6,13 +6,11 @@
 mod allow;
 mod github;
 mod local;
+mod pending;
 mod routes;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
@@ -37,47 +35,18 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::Keys;
+use pending::Pending;
 
 /// Name of the browser session cookie.
 pub const SESSION_COOKIE: &str = "dockhand_session";
 /// How long a WebSocket ticket lasts.
 const TICKET_TTL: Duration = Duration::from_secs(60);
-/// Most pending logins, device flows or tickets held at once.
+/// Most pending logins, device flows or tickets held at once, of each kind.
 const MAX_PENDING: usize = 10_000;
-
-/// Short-lived things kept in memory: losing them on restart only means signing in again.
-struct Pending<T> {
-    items: Mutex<HashMap<String, (Instant, T)>>,
-}
-
-impl<T> Default for Pending<T> {
-    fn default() -> Self {
-        Pending {
-            items: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<T> Pending<T> {
-    fn put(&self, key: String, ttl: Duration, value: T) -> bool {
-        let Ok(mut items) = self.items.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        items.retain(|_, (exp, _)| *exp > now);
-        if items.len() >= MAX_PENDING {
-            return false;
-        }
-        items.insert(key, (now + ttl, value));
-        true
-    }
-
-    fn take(&self, key: &str) -> Option<T> {
-        let mut items = self.items.lock().ok()?;
-        let (exp, v) = items.remove(key)?;
-        (exp > Instant::now()).then_some(v)
-    }
-}
+/// Most sign-ins in progress from one client address, of each kind.
+const PENDING_PER_CLIENT: usize = 10;
+/// Most unused WebSocket tickets one user holds.
+const TICKETS_PER_USER: usize = 20;
 
 /// Auth state shared by the routes.
 pub struct AuthState {
@@ -102,18 +71,27 @@ impl AuthState {
             github,
             limiter: RateLimiter::default(),
             memberships: allow::Memberships::default(),
-            states: Pending::default(),
-            devices: Pending::default(),
-            tickets: Pending::default(),
+            states: Pending::new(MAX_PENDING, PENDING_PER_CLIENT),
+            devices: Pending::new(MAX_PENDING, PENDING_PER_CLIENT),
+            tickets: Pending::new(MAX_PENDING, TICKETS_PER_USER),
         }
     }
 
     /// A single-use ticket for opening the events WebSocket from a browser.
     pub fn issue_ticket(&self, user: User) -> Option<String> {
         let ticket = generate_token().replacen("dh_", "wst_", 1);
+        let owner = user.id.to_string();
         self.tickets
-            .put(ticket.clone(), TICKET_TTL, user)
-            .then_some(ticket)
+            .put(ticket.clone(), &owner, TICKET_TTL, user)
+            .ok()
+            .map(|()| ticket)
+    }
+
+    /// Drops expired sign-in state and tickets.
+    pub fn purge(&self) {
+        self.states.purge();
+        self.devices.purge();
+        self.tickets.purge();
     }
 }
 
@@ -285,7 +263,7 @@ async fn identify(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError>
         .filter(|_| parts.headers.contains_key(header::UPGRADE));
     if let Some(ticket) = ticket {
         return match state.auth.tickets.take(ticket) {
-            Some(user) => Ok(AuthUser(user)),
+            Some((_, user)) => Ok(AuthUser(user)),
             None => Err(unauthorized(
                 "the WebSocket ticket expired or was used already",
             )),

@@ -232,3 +232,40 @@ async fn triggers_need_write_access_and_replays_do_nothing() {
     o.h.wait_done(&id).await;
     assert_eq!(task_count(&o).await, 1, "the replay started nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_state_and_tickets_are_capped_per_client_and_per_user() {
+    let o = org_setup(Scenario::new()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |ip: &'static str| {
+        http.get(format!("{}/auth/github/login", o.h.base))
+            .header("x-forwarded-for", ip)
+    };
+    // The harness does not trust X-Forwarded-For: every request is 127.0.0.1.
+    for _ in 0..10 {
+        assert_eq!(status_of(login("10.0.0.1")).await, 303);
+    }
+    let refused = login("10.0.0.2").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Tickets: 20 outstanding per user.
+    let tokens = device_tokens(&o.h).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let ticket = || {
+        o.h.http
+            .post(format!("{}/api/v1/ws-ticket", o.h.base))
+            .bearer_auth(access)
+    };
+    for _ in 0..20 {
+        assert_eq!(status_of(ticket()).await, 200);
+    }
+    assert_eq!(status_of(ticket()).await, 429);
+    // Another user still gets theirs.
+    let (admin_status, _) =
+        o.h.request(reqwest::Method::POST, "/api/v1/ws-ticket", None)
+            .await;
+    assert_eq!(admin_status, 200);
+}
