@@ -77,21 +77,17 @@ impl RateLimiter {
             g.previous = std::mem::take(&mut g.current);
             g.started = now;
         }
-        let key = (class, key.to_owned());
-        let found = match g.current.get_mut(&key) {
-            Some(b) => Some(b),
-            None => match g.previous.remove(&key) {
-                Some(b) => Some(g.current.entry(key.clone()).or_insert(b)),
-                None => None,
-            },
-        };
-        let b = match found {
-            Some(b) => b,
-            None => g.current.entry(key).or_insert(Bucket {
-                tokens: per_minute,
-                at: now,
-            }),
-        };
+        let Generations {
+            current, previous, ..
+        } = &mut *g;
+        let b = current
+            .entry((class, key.to_owned()))
+            .or_insert_with_key(|k| {
+                previous.remove(k).unwrap_or(Bucket {
+                    tokens: per_minute,
+                    at: now,
+                })
+            });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(per_minute);
         b.at = now;
         if b.tokens >= 1.0 {
