@@ -79,15 +79,33 @@ pub struct Coordinator {
     _lock: File,
 }
 
+/// Creates `path` owner-only, or makes an existing directory so: the data
+/// directory holds keys, the database and full clones of private repositories.
 fn make_dir(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e| StartError::DataDir {
+        path: path.display().to_string(),
+        source: e,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|e| StartError::DataDir {
-            path: path.display().to_string(),
-            source: e,
-        })
+        .map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// Writes a small file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 /// The id that labels this coordinator's containers, kept in the data dir.
@@ -107,16 +125,23 @@ fn coordinator_id(dir: &Path) -> Result<String, StartError> {
         "c{}",
         &crate::auth::generate_token()[3..15].to_ascii_lowercase()
     );
-    std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+    write_private(&path, &format!("{id}\n")).map_err(io)?;
     Ok(id)
 }
 
 fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
     let path = dir.join("coordinator.lock");
-    let file = File::create(&path).map_err(|e| StartError::DataDir {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StartError::DataDir {
+            path: path.display().to_string(),
+            source: e,
+        })?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         .map_err(|_| StartError::Locked(dir.display().to_string()))?;
     Ok(file)
@@ -132,7 +157,7 @@ impl Coordinator {
     ) -> Result<Coordinator, StartError> {
         let data_dir = config.data_dir.clone();
         make_dir(&data_dir)?;
-        for sub in ["workspaces", "sandbox"] {
+        for sub in ["workspaces", "sandbox", "mirrors", "bundles"] {
             make_dir(&data_dir.join(sub))?;
         }
         let lock = lock_data_dir(&data_dir)?;
@@ -234,7 +259,7 @@ impl Coordinator {
         });
         // Lets the CLI on this machine find a coordinator that already holds the data dir.
         let url_file = data_dir.join("coordinator.url");
-        if let Err(e) = std::fs::write(&url_file, format!("http://{addr}\n")) {
+        if let Err(e) = write_private(&url_file, &format!("http://{addr}\n")) {
             tracing::warn!(error = %e, "writing {}", url_file.display());
         }
         scheduler.start().await?;

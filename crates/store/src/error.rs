@@ -10,6 +10,14 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The database file's permissions could not be made owner-only.
+    #[error("securing database file {path}: {source}")]
+    Permissions {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The database was written by a newer Dockhand.
     #[error(
         "database schema version {found} is newer than this Dockhand knows ({known}); upgrade Dockhand"

@@ -90,6 +90,31 @@ struct Inner {
     _checkpointer: Checkpointer,
 }
 
+/// Creates the database file readable by its owner only, or makes an existing
+/// one so. SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| StoreError::Permissions {
+        path: path.display().to_string(),
+        source: e,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs WAL checkpoints on its own connection, once a second, so their fsyncs
 /// never stall a commit (the writer's automatic checkpoints are off).
 struct Checkpointer {
@@ -134,6 +159,7 @@ impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer.
     /// `publish` sees every committed event batch, in commit order.
     pub fn open(opts: StoreOptions, publish: Arc<dyn Publish>) -> Result<Store> {
+        owner_only(&opts.path)?;
         let mut conn = open_conn(&opts.path, opts.synchronous, false)?;
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;

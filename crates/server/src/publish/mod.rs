@@ -10,6 +10,7 @@ pub(crate) use github::MARKER;
 pub(crate) use github::stored_token;
 pub(crate) use github::user_token;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -200,10 +201,14 @@ fn copy_bundle(deps: &RunnerDeps, task: &TaskRow) -> Result<std::path::PathBuf, 
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| deps.workspace(&task.id));
     let dir = deps.config.data_dir.join("bundles");
-    std::fs::create_dir_all(&dir).map_err(|e| dockhand_forge::ForgeError::Io {
-        what: format!("creating {}", dir.display()),
-        source: e,
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| dockhand_forge::ForgeError::Io {
+            what: format!("creating {}", dir.display()),
+            source: e,
+        })?;
     let copy = dir.join(format!("{}.bundle", task.id));
     let max = deps.config.git.max_bundle_bytes;
     dockhand_forge::copy_beneath(&ws, BUNDLE, &copy, max).map_err(|e| match e {

@@ -243,3 +243,37 @@ async fn the_events_websocket_checks_origin_for_cookies() {
         "bearer tokens are not sent by browsers on their own"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_directory_is_owner_only_under_a_permissive_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let scenario = Scenario::new()
+        .turn(create("/workspace/A.md", "a\n"))
+        .text("Done.");
+    let s = setup_full(scenario, false, |_| {}).await;
+    let task = s.submit("publish something").await;
+    let done = s.h.wait_done(task["id"].as_str().unwrap()).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    s.h.coord.state().store.flush().await.unwrap();
+    let data = s.h.data_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for dir in ["mirrors", "bundles", "workspaces"] {
+        assert_eq!(mode(&data.join(dir)), 0o700, "{dir}");
+    }
+    for file in [
+        "dockhand.db",
+        "dockhand.db-wal",
+        "dockhand.db-shm",
+        "jwt.key",
+        "secret.key",
+        "admin-token",
+        "coordinator-id",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    // Every mirror sits inside the owner-only directory.
+    let mirrors: Vec<_> = std::fs::read_dir(data.join("mirrors")).unwrap().collect();
+    assert!(!mirrors.is_empty(), "the task went through a mirror");
+}
