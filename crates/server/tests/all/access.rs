@@ -269,3 +269,31 @@ async fn sign_in_state_and_tickets_are_capped_per_client_and_per_user() {
             .await;
     assert_eq!(admin_status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_taken_off_allowed_users_is_refused_after_a_restart() {
+    let mut o = org_setup(Scenario::new()).await;
+    let (client, resp) = browser(&o.h, "carol").await;
+    assert!(resp.status().is_success());
+    let created: Value = client
+        .post(format!("{}/api/v1/tokens", o.h.base))
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let me = |h: &Harness| {
+        h.http
+            .get(format!("{}/api/v1/me", h.base))
+            .bearer_auth(&token)
+    };
+    assert_eq!(status_of(me(&o.h)).await, 200);
+    o.h.restart(|c| c.github.allowed_users = vec!["alice".into()])
+        .await;
+    assert_eq!(status_of(me(&o.h)).await, 401);
+    let (status, _) = o.h.request(reqwest::Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 200, "the admin token is unaffected");
+}

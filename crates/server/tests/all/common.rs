@@ -29,7 +29,8 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub fake: FakeAnthropic,
-    pub coord: Coordinator,
+    coord: Option<Coordinator>,
+    config: Config,
     pub token: String,
     pub http: reqwest::Client,
     pub base: String,
@@ -60,7 +61,9 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         config.public_url = format!("http://{}", listener.local_addr().unwrap());
         tweak(&mut config);
-        let coord = Coordinator::start(config, Some(listener)).await.unwrap();
+        let coord = Coordinator::start(config.clone(), Some(listener))
+            .await
+            .unwrap();
         let token = std::fs::read_to_string(data.join("admin-token"))
             .unwrap()
             .trim()
@@ -69,12 +72,34 @@ impl Harness {
         Harness {
             dir,
             fake,
-            coord,
+            coord: Some(coord),
+            config,
             token,
             http: reqwest::Client::new(),
             base,
             repos: AtomicUsize::new(0),
         }
+    }
+
+    /// The running coordinator.
+    pub fn coord(&self) -> &Coordinator {
+        self.coord.as_ref().expect("a running coordinator")
+    }
+
+    /// Stops the coordinator and starts it again on the same data directory,
+    /// with `tweak` applied to its configuration (a new address, too).
+    pub async fn restart(&mut self, tweak: impl FnOnce(&mut Config)) {
+        if let Some(old) = self.coord.take() {
+            old.shutdown().await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        tweak(&mut self.config);
+        self.config.public_url = format!("http://{}", listener.local_addr().unwrap());
+        let coord = Coordinator::start(self.config.clone(), Some(listener))
+            .await
+            .unwrap();
+        self.base = coord.base_url();
+        self.coord = Some(coord);
     }
 
     /// A harness on the docker backend, with no warm pool unless `tweak` adds one.
@@ -369,7 +394,7 @@ pub fn is_tool_call(e: &Event) -> bool {
 pub fn workspace(h: &Harness, id: &str) -> PathBuf {
     let id = dockhand_protocol::TaskId::parse(id).unwrap();
     PathBuf::from(
-        h.coord
+        h.coord()
             .state()
             .store
             .get_task(&id)

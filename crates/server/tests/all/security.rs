@@ -82,7 +82,7 @@ async fn a_remote_that_is_not_github_gets_no_credential_when_the_task_publishes(
 #[tokio::test(flavor = "multi_thread")]
 async fn repository_urls_on_private_addresses_are_refused() {
     let s = setup_full(Scenario::new(), false, |_| {}).await;
-    let port = s.h.coord.addr().port();
+    let port = s.h.coord().addr().port();
     for repo in [
         "http://127.1/a/b.git".to_owned(),
         "http://[::ffff:127.0.0.1]/a/b.git".to_owned(),
@@ -255,7 +255,7 @@ async fn the_data_directory_is_owner_only_under_a_permissive_umask() {
     let task = s.submit("publish something").await;
     let done = s.h.wait_done(task["id"].as_str().unwrap()).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
-    s.h.coord.state().store.flush().await.unwrap();
+    s.h.coord().state().store.flush().await.unwrap();
     let data = s.h.data_dir();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700, "the data directory");

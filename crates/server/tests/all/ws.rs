@@ -70,8 +70,8 @@ async fn a_stalled_client_does_not_slow_the_task_and_is_told_to_resume() {
     // A client with a tiny receive buffer that stops reading once it is connected.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(h.coord.addr()).await.unwrap();
-    let url = format!("ws://{}/api/v1/tasks/{id}/events?after=0", h.coord.addr());
+    let stream = socket.connect(h.coord().addr()).await.unwrap();
+    let url = format!("ws://{}/api/v1/tasks/{id}/events?after=0", h.coord().addr());
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
         "authorization",
