@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dockhand_protocol::NetworkLevel;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -50,10 +51,41 @@ struct RawEnvironment {
     #[serde(default)]
     env: BTreeMap<String, String>,
     network: Option<String>,
+    limits: Option<Limits>,
+}
+
+/// `[limits]`: what a repository asks for; the operator's values are the ceiling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory for the sandbox, MiB.
+    pub memory_mb: Option<u64>,
+    /// CPUs for the sandbox.
+    pub cpus: Option<f64>,
+    /// Processes in the sandbox.
+    pub pids: Option<i64>,
+    /// A bash command is killed after this long, seconds.
+    pub command_timeout_secs: Option<u64>,
+}
+
+/// A stored `network` of before network levels: `true` was `bridge` (open),
+/// `false` was `none`.
+fn level_or_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NetworkLevel>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Level(NetworkLevel),
+        Bool(bool),
+    }
+    Ok(Option::<Stored>::deserialize(d)?.map(|s| match s {
+        Stored::Level(l) => l,
+        Stored::Bool(true) => NetworkLevel::Open,
+        Stored::Bool(false) => NetworkLevel::None,
+    }))
 }
 
 /// A repository's environment, validated.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     /// Image to run instead of the default.
     pub image: Option<String>,
@@ -63,8 +95,12 @@ pub struct Environment {
     pub prepare: Option<String>,
     /// Non-secret environment variables.
     pub env: BTreeMap<String, String>,
-    /// `Some(false)` when the repository asks for no network.
-    pub network: Option<bool>,
+    /// The network level the repository asks for (`bridge` is an old name for `open`).
+    #[serde(default, deserialize_with = "level_or_bool")]
+    pub network: Option<NetworkLevel>,
+    /// The limits the repository asks for.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn invalid(msg: String) -> ForgeError {
@@ -102,20 +138,28 @@ impl Environment {
         }
         let network = match raw.network.as_deref() {
             None => None,
-            Some("none") => Some(false),
-            Some("bridge") => Some(true),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "network must be \"bridge\" or \"none\", not {other:?}"
-                )));
-            }
+            Some("bridge") => Some(NetworkLevel::Open),
+            Some(word) => Some(NetworkLevel::parse(word).ok_or_else(|| {
+                invalid(format!(
+                    "network must be \"none\", \"allowlist\" or \"open\" (\"bridge\" is an old name for \"open\"), not {word:?}"
+                ))
+            })?),
         };
+        let limits = raw.limits.unwrap_or_default();
+        let positive = limits.memory_mb.is_none_or(|m| m > 0)
+            && limits.cpus.is_none_or(|c| c > 0.0 && c.is_finite())
+            && limits.pids.is_none_or(|p| p > 0)
+            && limits.command_timeout_secs.is_none_or(|t| t > 0);
+        if !positive {
+            return Err(invalid("limits must be positive numbers".into()));
+        }
         Ok(Environment {
             image: raw.image,
             setup: script("setup", raw.setup)?,
             prepare: script("prepare", raw.prepare)?,
             env: raw.env,
             network,
+            limits,
         })
     }
 
@@ -151,9 +195,43 @@ mod tests {
             Some("apt-get update\napt-get install -y jq")
         );
         assert_eq!(env.prepare.as_deref(), Some("cargo fetch"));
-        assert_eq!(env.network, Some(false));
+        assert_eq!(env.network, Some(NetworkLevel::None));
         assert_eq!(env.env["RUST_LOG"], "debug");
         assert_eq!(Environment::parse("").unwrap(), Environment::default());
+    }
+
+    #[test]
+    fn network_levels_limits_and_old_stored_forms() {
+        let env = Environment::parse(
+            "network = \"bridge\"\n[limits]\nmemory_mb = 512\ncpus = 0.5\npids = 64\ncommand_timeout_secs = 30\n",
+        )
+        .unwrap();
+        assert_eq!(env.network, Some(NetworkLevel::Open));
+        assert_eq!(env.limits.memory_mb, Some(512));
+        assert_eq!(env.limits.cpus, Some(0.5));
+        assert_eq!(env.limits.pids, Some(64));
+        assert_eq!(env.limits.command_timeout_secs, Some(30));
+        for level in ["none", "allowlist", "open"] {
+            let env = Environment::parse(&format!("network = \"{level}\"")).unwrap();
+            assert_eq!(env.network.map(NetworkLevel::as_str), Some(level));
+        }
+        let old: Environment = serde_json::from_str(
+            r#"{"image":null,"setup":null,"prepare":null,"env":{},"network":false}"#,
+        )
+        .unwrap();
+        assert_eq!(old.network, Some(NetworkLevel::None));
+        let old: Environment = serde_json::from_str(
+            r#"{"image":null,"setup":null,"prepare":null,"env":{},"network":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.network, Some(NetworkLevel::Open));
+        for bad in [
+            "[limits]\nmemory_mb = 0",
+            "[limits]\ncpus = -1.0",
+            "[limits]\nswap = 1",
+        ] {
+            assert!(Environment::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

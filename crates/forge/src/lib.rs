@@ -16,6 +16,7 @@ mod safe_read;
 
 pub use environment::ENVIRONMENT_FILE;
 pub use environment::Environment;
+pub use environment::Limits;
 pub use error::ForgeError;
 pub use git::CloneInfo;
 pub use git::bundle_heads;

@@ -106,6 +106,9 @@ pub struct PhaseEvent {
     /// A short note (for example "reused workspace").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The sandbox's network level, on the `container` (`sandbox` on local) phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::NetworkLevel>,
 }
 
 /// Payload of `user_message`.

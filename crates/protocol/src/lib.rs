@@ -7,12 +7,14 @@
 mod api;
 mod event;
 mod ids;
+mod network;
 mod task;
 mod ws;
 
 pub use api::*;
 pub use event::*;
 pub use ids::*;
+pub use network::NetworkLevel;
 pub use task::*;
 pub use ws::*;
 

@@ -6,9 +6,12 @@
 //! paths itself (DESIGN.md, "Workspaces and the trust boundary").
 
 pub mod docker;
+pub mod egress;
 mod error;
 mod files;
+pub mod helper;
 pub mod local;
+pub(crate) mod mux;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
 
+pub use egress::NetworkLevel;
 pub use error::SandboxError;
 pub use files::FileKind;
 
@@ -34,12 +38,36 @@ pub struct SandboxSpec {
     pub task_id: String,
     /// Host directory mounted read-write at `/workspace`.
     pub workspace: PathBuf,
-    /// Whether commands may reach the network.
-    pub network: bool,
+    /// How much of the network commands reach.
+    pub network: NetworkLevel,
+    /// Memory, CPU and process limits.
+    pub limits: Limits,
     /// Extra non-secret environment variables for every command.
     pub env: Vec<(String, String)>,
     /// The image to run, for backends that use one; the configured default when `None`.
     pub image: Option<String>,
+}
+
+/// A sandbox's resource limits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// Memory, with no swap beyond it, in bytes.
+    pub memory_bytes: i64,
+    /// CPU time, in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Processes (and threads) alive at once.
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    /// 2 GiB, 2 CPUs, 512 processes.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 2 << 30,
+            nano_cpus: 2_000_000_000,
+            pids: 512,
+        }
+    }
 }
 
 /// Identifies a sandbox to operators: `{backend, id}`.
@@ -123,6 +151,8 @@ pub struct LimitMarks {
     pub oom_kills: u64,
     /// Times a fork failed at the process limit.
     pub pid_limit_hits: u64,
+    /// Connections the egress proxy refused.
+    pub egress_refused: u64,
 }
 
 /// Receives output as it is produced.
@@ -172,11 +202,18 @@ pub trait Sandbox: Send + Sync {
         LimitMarks::default()
     }
 
-    /// Words for the model about limits hit between `before` and `after`, e.g.
-    /// "command killed: out of memory (limit 2 GiB)"; `None` when none were hit.
+    /// Words for the model about limits hit between `before` and `after`, one
+    /// line each, e.g. "command killed: out of memory (limit 2 GiB)" or "egress
+    /// refused: evil.example:443 (not on the allowlist)"; `None` when none were hit.
     fn explain_limits(&self, before: LimitMarks, after: LimitMarks) -> Option<String> {
         let _ = (before, after);
         None
+    }
+
+    /// Tidies up after each agent command: clears setuid and setgid bits the
+    /// command set in the workspace, where the backend needs it.
+    async fn after_command(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Replaces a [`SandboxError::Broken`] sandbox with a fresh one on the same
@@ -207,6 +244,12 @@ pub trait Sandbox: Send + Sync {
 pub trait SandboxProvider: Send + Sync {
     /// `local` or `docker`.
     fn backend(&self) -> &'static str;
+
+    /// The host uid a workspace must belong to for the sandbox user to own it;
+    /// `None` when it may stay the coordinator's.
+    fn workspace_owner(&self) -> Option<u32> {
+        None
+    }
 
     /// Makes a sandbox for a task.
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>>;

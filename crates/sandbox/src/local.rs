@@ -5,9 +5,18 @@
 //! sandbox keeps no state beyond the workspace. Processes die with the coordinator
 //! (`--die-with-parent`), which is why [`SandboxProvider::attach`] simply makes a fresh
 //! sandbox on the same workspace.
+//!
+//! When the coordinator runs as root, commands never do: the launch joins the
+//! sandbox's cgroups, then drops to an unprivileged host uid (`setpriv`) before
+//! bubblewrap starts, so the sandbox user maps to that uid, never to root.
 
+mod cgroup;
+mod mount;
+mod net;
 mod plan;
 mod run;
+mod sandbox;
+mod seccomp;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -22,25 +31,30 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use self::cgroup::Hierarchy;
+pub use self::mount::NosuidMount;
+pub use self::mount::nosuid_mount;
+use self::net::EgressSocket;
 pub use self::plan::ETC_ENTRIES;
 pub use self::plan::HostLayout;
 pub use self::plan::ROOT_DIRS;
+pub use self::plan::Request;
 pub use self::plan::RootEntry;
 pub use self::plan::SANDBOX_PATH;
 pub use self::plan::SANDBOX_UID;
 pub use self::plan::plan;
-use self::run::Launch;
-use self::run::Tracker;
-use crate::ExecOutput;
+use self::run::HostSide;
+use self::sandbox::LocalSandbox;
 use crate::ExecRequest;
-use crate::OutputSink;
+use crate::NetworkLevel;
 use crate::Result;
 use crate::Sandbox;
 use crate::SandboxError;
 use crate::SandboxInfo;
 use crate::SandboxProvider;
 use crate::SandboxSpec;
-use crate::ShellProcess;
+use crate::egress::Egress;
+use crate::egress::RefusalLog;
 
 const BACKEND: &str = "local";
 
@@ -53,30 +67,61 @@ const USERNS_FIX: &str = "allow unprivileged user namespaces (sysctl \
      in a container allowed to create namespaces";
 
 /// How the local backend finds bubblewrap and where it keeps its files.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LocalConfig {
     /// The bwrap program: a path, or a name looked up on `PATH`.
     pub bwrap: PathBuf,
-    /// A directory private to the coordinator for the generated `etc/passwd` and
-    /// `etc/group`. Sandboxes see these two files and nothing else of it.
+    /// A directory of the coordinator's for the generated `etc/passwd` and
+    /// `etc/group`, the helper, seccomp programs and egress sockets. Sandboxes see
+    /// the generated files, the helper and their own socket, nothing else of it.
     pub state_dir: PathBuf,
+    /// When the coordinator runs as root: the unprivileged host uid (and gid)
+    /// commands run as, and the sandbox user maps to. Never 0.
+    pub host_uid: u32,
+    /// Limit memory, processes and CPU per sandbox with cgroups; without them a
+    /// sandbox is unbounded.
+    pub cgroups: bool,
+    /// The coordinator's egress proxy, for `allowlist` sandboxes; without it they
+    /// reach nothing, as at `none`.
+    pub egress: Option<Arc<dyn Egress>>,
 }
 
+impl std::fmt::Debug for LocalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalConfig")
+            .field("bwrap", &self.bwrap)
+            .field("state_dir", &self.state_dir)
+            .field("host_uid", &self.host_uid)
+            .field("cgroups", &self.cgroups)
+            .field("egress", &self.egress.is_some())
+            .finish()
+    }
+}
+
+/// The host uid commands run as when the coordinator is root, unless configured.
+pub const DEFAULT_HOST_UID: u32 = 100_000;
+
 impl LocalConfig {
-    /// `bwrap` from `PATH`, with state in `state_dir`.
+    /// `bwrap` from `PATH`, with state in `state_dir`, cgroup limits, commands as
+    /// [`DEFAULT_HOST_UID`] when root, and no egress proxy.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         LocalConfig {
             bwrap: PathBuf::from("bwrap"),
             state_dir: state_dir.into(),
+            host_uid: DEFAULT_HOST_UID,
+            cgroups: true,
+            egress: None,
         }
     }
 }
 
 /// Makes bubblewrap sandboxes.
 pub struct LocalProvider {
-    bwrap: PathBuf,
     state_dir: PathBuf,
     host: Arc<HostLayout>,
+    side: Arc<HostSide>,
+    cgroups: Option<Hierarchy>,
+    egress: Option<Arc<dyn Egress>>,
     live: Arc<Live>,
     next_generation: AtomicU64,
 }
@@ -91,18 +136,12 @@ pub fn sandbox_id(task_id: &str) -> String {
 }
 
 impl LocalProvider {
-    /// Finds bwrap, writes the generated `/etc` files and looks at the host's layout.
-    /// Fails with [`SandboxError::Unavailable`] when bwrap is missing.
+    /// Finds bwrap (and, as root, setpriv), writes the generated `/etc` files, the
+    /// helper and the seccomp programs, sets up cgroups and looks at the host's
+    /// layout. Fails with [`SandboxError::Unavailable`] when something it needs is
+    /// missing, naming the fix.
     pub fn new(config: LocalConfig) -> Result<LocalProvider> {
-        let bwrap = find_program(&config.bwrap).ok_or_else(|| SandboxError::Unavailable {
-            what: "bubblewrap".to_owned(),
-            reason: if config.bwrap.components().count() > 1 {
-                format!("no program at {}", config.bwrap.display())
-            } else {
-                format!("{} not found on PATH", config.bwrap.display())
-            },
-            fix: INSTALL_FIX.to_owned(),
-        })?;
+        let bwrap = require_program(&config.bwrap, "bubblewrap", INSTALL_FIX)?;
         let version = std::process::Command::new(&bwrap)
             .arg("--version")
             .output()
@@ -111,22 +150,88 @@ impl LocalProvider {
                 source: e,
             })?;
         let disable_userns = supports_disable_userns(&String::from_utf8_lossy(&version.stdout));
+        let root = rustix::process::geteuid().is_root();
+        let drop_to = if root {
+            if config.host_uid == 0 {
+                return Err(SandboxError::Invalid(
+                    "the local sandbox's host uid must not be 0 (sandbox.local_uid)".into(),
+                ));
+            }
+            let setpriv = require_program(
+                Path::new("setpriv"),
+                "setpriv",
+                "apt-get install util-linux",
+            )?;
+            Some((setpriv, config.host_uid))
+        } else {
+            None
+        };
+        let cgroups = if config.cgroups {
+            let hierarchy =
+                Hierarchy::probe(&cgroup_scope(&config.state_dir)).map_err(|reason| {
+                    SandboxError::Unavailable {
+                        what: "limits for local sandboxes (cgroups)".to_owned(),
+                        reason,
+                        fix: "run the coordinator as root on a host with cgroups, or set \
+                      sandbox.local_limits = \"none\" (DOCKHAND_LOCAL_LIMITS=none) to run \
+                      local sandboxes without memory, process and CPU limits"
+                            .to_owned(),
+                    }
+                })?;
+            hierarchy.remove_stale();
+            Some(hierarchy)
+        } else {
+            None
+        };
 
-        let etc = config.state_dir.join("etc");
-        std::fs::create_dir_all(&etc)
-            .map_err(|e| SandboxError::io(format!("creating {}", etc.display()), e))?;
+        // The sandbox uid must traverse to the generated files and its socket.
+        let state_dir = &config.state_dir;
+        for dir in [
+            state_dir.clone(),
+            state_dir.join("etc"),
+            state_dir.join("egress"),
+        ] {
+            make_dir(&dir, 0o711)?;
+        }
+        make_dir(&state_dir.join("run"), 0o700)?;
         // Absolute, because bwrap resolves bind sources against its own cwd.
-        let state_dir = std::fs::canonicalize(&config.state_dir).map_err(|e| {
-            SandboxError::io(format!("resolving {}", config.state_dir.display()), e)
-        })?;
+        let state_dir = std::fs::canonicalize(state_dir)
+            .map_err(|e| SandboxError::io(format!("resolving {}", state_dir.display()), e))?;
         let etc = state_dir.join("etc");
-        let passwd = write_state_file(&etc.join("passwd"), &plan::passwd_contents())?;
-        let group = write_state_file(&etc.join("group"), &plan::group_contents())?;
-
-        Ok(LocalProvider {
+        let passwd = write_state_file(
+            &etc.join("passwd"),
+            plan::passwd_contents().as_bytes(),
+            0o644,
+        )?;
+        let group = write_state_file(&etc.join("group"), plan::group_contents().as_bytes(), 0o644)?;
+        let resolv = write_state_file(
+            &etc.join("resolv-slirp.conf"),
+            b"nameserver 10.0.2.3\n",
+            0o644,
+        )?;
+        let helper = write_state_file(&state_dir.join("helper"), crate::helper::HELPER, 0o755)?;
+        let [eperm, enosys] = seccomp::programs()?;
+        let eperm = write_state_file(&state_dir.join("seccomp-eperm.bpf"), &eperm, 0o600)?;
+        let enosys = write_state_file(&state_dir.join("seccomp-enosys.bpf"), &enosys, 0o600)?;
+        let side = HostSide {
             bwrap,
+            drop_to,
+            seccomp: [PathBuf::from(eperm), PathBuf::from(enosys)],
+            slirp4netns: find_program(Path::new("slirp4netns")),
+            run_dir: state_dir.join("run"),
+        };
+        Ok(LocalProvider {
+            host: Arc::new(HostLayout::probe(
+                passwd,
+                group,
+                disable_userns,
+                helper,
+                resolv,
+            )),
             state_dir,
-            host: Arc::new(HostLayout::probe(passwd, group, disable_userns)),
+            side: Arc::new(side),
+            cgroups,
+            egress: config.egress,
             live: Arc::default(),
             next_generation: AtomicU64::new(0),
         })
@@ -135,29 +240,35 @@ impl LocalProvider {
     /// For `dockhand doctor`: the bubblewrap version, after making a throwaway sandbox
     /// to prove this host lets bwrap create one.
     pub async fn check(&self) -> Result<String> {
-        let version = tokio::process::Command::new(&self.bwrap)
+        let version = tokio::process::Command::new(&self.side.bwrap)
             .arg("--version")
             .output()
             .await
             .map_err(|e| SandboxError::Spawn {
-                what: self.bwrap.display().to_string(),
+                what: self.side.bwrap.display().to_string(),
                 source: e,
             })?;
         let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
 
         let workspace = self.state_dir.join("check-workspace");
-        std::fs::create_dir_all(&workspace)
-            .map_err(|e| SandboxError::io(format!("creating {}", workspace.display()), e))?;
+        make_dir(&workspace, 0o700)?;
+        if let Some(uid) = self.workspace_owner() {
+            std::os::unix::fs::chown(&workspace, Some(uid), Some(uid))
+                .map_err(|e| SandboxError::io(format!("chown {}", workspace.display()), e))?;
+        }
         let sandbox = self.make(SandboxSpec {
             task_id: "check".to_owned(),
             workspace,
-            network: false,
+            network: NetworkLevel::None,
+            limits: crate::Limits::default(),
             env: Vec::new(),
             image: None,
         })?;
         let mut req = ExecRequest::new(["true"]);
         req.timeout = Duration::from_secs(30);
-        let out = sandbox.exec(req, &mut |_, _| {}).await?;
+        let out = sandbox.exec(req, &mut |_, _| {}).await;
+        let _ = sandbox.destroy().await;
+        let out = out?;
         if out.exit_code != Some(0) {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             return Err(SandboxError::Unavailable {
@@ -174,13 +285,42 @@ impl LocalProvider {
         &self.host
     }
 
+    /// Whether sandboxes get cgroup limits.
+    pub fn has_limits(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
     fn make(&self, spec: SandboxSpec) -> Result<LocalSandbox> {
-        validate_spec(&spec)?;
+        sandbox::validate_spec(&spec)?;
+        let id = sandbox_id(&spec.task_id);
+        let group = match &self.cgroups {
+            Some(h) => Some(h.create(&id, &spec.limits)?),
+            None => None,
+        };
+        let refusals = RefusalLog::default();
+        let egress = match (spec.network, &self.egress) {
+            (NetworkLevel::Allowlist, Some(egress)) => {
+                let path = self.state_dir.join("egress").join(format!("{id}.sock"));
+                let owner = self.side.drop_to.as_ref().map(|(_, uid)| *uid);
+                let socket = EgressSocket::bind(
+                    path,
+                    owner,
+                    egress.clone(),
+                    spec.task_id.clone(),
+                    refusals.clone(),
+                )?;
+                Some(socket)
+            }
+            _ => None,
+        };
         Ok(LocalSandbox {
-            id: sandbox_id(&spec.task_id),
+            id,
             spec,
-            bwrap: self.bwrap.clone(),
             host: Arc::clone(&self.host),
+            side: Arc::clone(&self.side),
+            group,
+            egress,
+            refusals,
             tracker: Arc::default(),
             live: Arc::clone(&self.live),
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
@@ -188,10 +328,22 @@ impl LocalProvider {
     }
 }
 
+impl Drop for LocalProvider {
+    fn drop(&mut self) {
+        if let Some(h) = &self.cgroups {
+            h.remove_scope();
+        }
+    }
+}
+
 #[async_trait]
 impl SandboxProvider for LocalProvider {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn workspace_owner(&self) -> Option<u32> {
+        self.side.drop_to.as_ref().map(|(_, uid)| *uid)
     }
 
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
@@ -227,127 +379,38 @@ impl SandboxProvider for LocalProvider {
     }
 }
 
-/// One task's bubblewrap sandbox.
-///
-/// `--die-with-parent` follows the *thread* that started bwrap, not the process: a
-/// command started from a thread that later exits dies with it. Tokio's worker
-/// threads live as long as the runtime, so call it from async code, not from inside
-/// `spawn_blocking`.
-struct LocalSandbox {
-    id: String,
-    spec: SandboxSpec,
-    bwrap: PathBuf,
-    host: Arc<HostLayout>,
-    tracker: Arc<Tracker>,
-    live: Arc<Live>,
-    generation: u64,
-}
-
-impl LocalSandbox {
-    fn launch(&self, argv: &[String], cwd: Option<&str>, env: &[(String, String)]) -> Launch<'_> {
-        Launch {
-            bwrap: &self.bwrap,
-            args: plan(&self.host, &self.spec, argv, cwd, env),
-        }
-    }
-}
-
-#[async_trait]
-impl Sandbox for LocalSandbox {
-    fn info(&self) -> SandboxInfo {
-        SandboxInfo {
-            backend: BACKEND.to_owned(),
-            id: self.id.clone(),
-            task_id: Some(self.spec.task_id.clone()),
-        }
-    }
-
-    async fn exec(&self, req: ExecRequest, sink: OutputSink<'_>) -> Result<ExecOutput> {
-        validate_argv(&req.argv)?;
-        validate_env(&req.env)?;
-        if let Some(cwd) = &req.cwd {
-            no_nul("cwd", cwd)?;
-        }
-        tracing::debug!(sandbox = %self.id, argv = ?req.argv, "exec");
-        let launch = self.launch(&req.argv, req.cwd.as_deref(), &req.env);
-        let reg = self.tracker.register();
-        run::exec(launch, req.stdin, req.timeout, req.output_cap, reg, sink).await
-    }
-
-    async fn spawn_shell(&self, argv: Vec<String>) -> Result<ShellProcess> {
-        validate_argv(&argv)?;
-        tracing::debug!(sandbox = %self.id, ?argv, "spawn shell");
-        let launch = self.launch(&argv, None, &[]);
-        run::spawn_shell(launch, self.tracker.register())
-    }
-
-    async fn kill_all(&self) -> Result<()> {
-        self.tracker.kill_all().await;
-        Ok(())
-    }
-
-    async fn destroy(&self) -> Result<()> {
-        self.tracker.kill_all().await;
-        let mut live = lock(&self.live);
-        if live
-            .get(&self.id)
-            .is_some_and(|(g, _)| *g == self.generation)
-        {
-            live.remove(&self.id);
-        }
-        Ok(())
-    }
-}
-
 fn lock(live: &Live) -> std::sync::MutexGuard<'_, HashMap<String, (u64, String)>> {
     live.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn validate_spec(spec: &SandboxSpec) -> Result<()> {
-    let ws = &spec.workspace;
-    if !ws.is_absolute() || ws.to_str().is_none() {
-        return Err(SandboxError::Invalid(format!(
-            "workspace {} must be an absolute UTF-8 path",
-            ws.display()
-        )));
-    }
-    if !ws.is_dir() {
-        return Err(SandboxError::Invalid(format!(
-            "workspace {} is not a directory",
-            ws.display()
-        )));
-    }
-    no_nul("workspace", &ws.to_string_lossy())?;
-    validate_env(&spec.env)
+fn make_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))
 }
 
-fn validate_argv(argv: &[String]) -> Result<()> {
-    if argv.is_empty() {
-        return Err(SandboxError::Invalid("empty argv".to_owned()));
-    }
-    argv.iter().try_for_each(|arg| no_nul("argument", arg))
+/// A name for this coordinator's cgroups: a hash of where its state lives.
+fn cgroup_scope(state_dir: &Path) -> String {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+    format!("c{}", &hex::encode(digest)[..12])
 }
 
-fn validate_env(env: &[(String, String)]) -> Result<()> {
-    for (key, value) in env {
-        if key.is_empty() || key.contains('=') {
-            return Err(SandboxError::Invalid(format!(
-                "environment variable name {key:?}"
-            )));
-        }
-        no_nul("environment variable", key)?;
-        no_nul("environment variable", value)?;
-    }
-    Ok(())
-}
-
-fn no_nul(what: &str, value: &str) -> Result<()> {
-    if value.contains('\0') {
-        return Err(SandboxError::Invalid(format!(
-            "{what} {value:?} contains a NUL byte"
-        )));
-    }
-    Ok(())
+fn require_program(program: &Path, what: &str, fix: &str) -> Result<PathBuf> {
+    find_program(program).ok_or_else(|| SandboxError::Unavailable {
+        what: what.to_owned(),
+        reason: if program.components().count() > 1 {
+            format!("no program at {}", program.display())
+        } else {
+            format!("{} not found on PATH", program.display())
+        },
+        fix: fix.to_owned(),
+    })
 }
 
 /// `program` itself when it is a path, otherwise the first match on `PATH`.
@@ -378,10 +441,10 @@ fn supports_disable_userns(version: &str) -> bool {
 
 /// Writes a generated file by rename, so a sandbox starting meanwhile never sees half
 /// of it, and returns its path as a string for the plan.
-fn write_state_file(path: &Path, contents: &str) -> Result<String> {
+fn write_state_file(path: &Path, contents: &[u8], mode: u32) -> Result<String> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))?;
     path.to_str()

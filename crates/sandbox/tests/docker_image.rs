@@ -28,6 +28,8 @@ use bollard::query_parameters::ListContainersOptions;
 use bollard::query_parameters::LogsOptions;
 use bollard::query_parameters::RemoveContainerOptions;
 use bollard::query_parameters::TagImageOptions;
+use dockhand_sandbox::Limits;
+use dockhand_sandbox::NetworkLevel;
 use dockhand_sandbox::SandboxError;
 use dockhand_sandbox::docker::env_cache::EnvBuild;
 use dockhand_sandbox::docker::env_cache::EnvCacheError;
@@ -205,7 +207,8 @@ fn env_build(base: &str, setup: &str, cleanup: &Cleanup) -> EnvBuild {
         setup: setup.into(),
         owner: OWNER.into(),
         repo: REPO.into(),
-        network: true,
+        network: NetworkLevel::Open,
+        limits: Limits::default(),
         labels: cleanup.labels(),
         timeout: Duration::from_secs(120),
     }
@@ -247,7 +250,7 @@ async fn env_cache_builds_once_as_root_then_hits_without_running_setup() {
     let req = env_build(&base, &setup, &cleanup);
 
     let mut output = Vec::new();
-    let first = ensure_env_image(&docker, &req, |chunk| output.extend_from_slice(chunk))
+    let first = ensure_env_image(&docker, &req, None, |chunk| output.extend_from_slice(chunk))
         .await
         .unwrap();
     cleanup.images.push(first.image.clone());
@@ -296,7 +299,7 @@ async fn env_cache_builds_once_as_root_then_hits_without_running_setup() {
     assert!(before.last_used.is_some());
 
     let mut again = Vec::new();
-    let second = ensure_env_image(&docker, &req, |chunk| again.extend_from_slice(chunk))
+    let second = ensure_env_image(&docker, &req, None, |chunk| again.extend_from_slice(chunk))
         .await
         .unwrap();
     eprintln!("env cache hit took {:?}", second.duration);
@@ -327,7 +330,9 @@ async fn env_cache_failing_setup_reports_exit_code_and_leaves_no_container() {
         .images
         .push(env_image_tag(&base_id, &setup, OWNER, REPO));
 
-    let err = ensure_env_image(&docker, &req, |_| {}).await.unwrap_err();
+    let err = ensure_env_image(&docker, &req, None, |_| {})
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, EnvCacheError::SetupFailed { code: 3, .. }),
         "{err:?}"
@@ -359,7 +364,9 @@ async fn env_cache_setup_past_its_timeout_is_stopped_and_removed() {
         timeout: Duration::from_secs(2),
         ..env_build(&base, &setup, &cleanup)
     };
-    let err = ensure_env_image(&docker, &req, |_| {}).await.unwrap_err();
+    let err = ensure_env_image(&docker, &req, None, |_| {})
+        .await
+        .unwrap_err();
     match &err {
         EnvCacheError::TimedOut { tail, .. } => assert!(tail.contains("started"), "{tail}"),
         other => panic!("expected a timeout, got {other:?}"),
@@ -381,14 +388,19 @@ async fn env_cache_setup_without_network_sees_only_loopback() {
     let mut cleanup = Cleanup::new();
     let setup = format!("ls /sys/class/net; echo {}", unique("token"));
     let mut output = Vec::new();
-    for network in [false, true] {
+    for open in [false, true] {
+        let network = if open {
+            NetworkLevel::Open
+        } else {
+            NetworkLevel::None
+        };
         let req = EnvBuild {
             network,
             ..env_build(&base, &setup, &cleanup)
         };
         output.clear();
         // The network is not part of the key: each run removes its image so the next builds.
-        let built = ensure_env_image(&docker, &req, |c| output.extend_from_slice(c))
+        let built = ensure_env_image(&docker, &req, None, |c| output.extend_from_slice(c))
             .await
             .unwrap();
         cleanup.images.push(built.image.clone());
@@ -397,7 +409,7 @@ async fn env_cache_setup_without_network_sees_only_loopback() {
             .filter(|w| !w.starts_with("token-"))
             .map(str::to_owned)
             .collect();
-        if network {
+        if open {
             assert!(interfaces.len() > 1, "{interfaces:?}");
         } else {
             assert_eq!(interfaces, ["lo"]);
@@ -437,7 +449,7 @@ async fn env_cache_runs_setup_as_root_on_a_base_with_user_and_entrypoint_and_kee
     docker.commit_container(options, config).await.unwrap();
 
     let setup = format!("id -u > /opt/uid; echo {}", unique("token"));
-    let built = ensure_env_image(&docker, &env_build(&custom, &setup, &cleanup), |_| {})
+    let built = ensure_env_image(&docker, &env_build(&custom, &setup, &cleanup), None, |_| {})
         .await
         .unwrap();
     cleanup.images.push(built.image.clone());
@@ -465,9 +477,14 @@ async fn env_cache_missing_base_image_is_a_clear_error() {
     let docker = docker().await;
     let cleanup = Cleanup::new();
     let missing = format!("{}:nope", unique("dockhand-no-such-image"));
-    let err = ensure_env_image(&docker, &env_build(&missing, "true", &cleanup), |_| {})
-        .await
-        .unwrap_err();
+    let err = ensure_env_image(
+        &docker,
+        &env_build(&missing, "true", &cleanup),
+        None,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, EnvCacheError::BaseImageMissing { .. }),
         "{err:?}"

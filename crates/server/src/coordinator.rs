@@ -76,6 +76,8 @@ pub struct Coordinator {
     state: AppState,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    /// `workspaces/` mounted `nosuid,nodev` for local sandboxes; unmounted when dropped.
+    _mount: Option<dockhand_sandbox::local::NosuidMount>,
     _lock: File,
 }
 
@@ -93,6 +95,28 @@ fn make_dir(path: &Path) -> Result<(), StartError> {
         .create(path)
         .map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// For local sandboxes that run as an unprivileged uid: that uid must traverse
+/// the data directory to its workspace (0711, no listing), and the workspaces
+/// are a `nosuid,nodev` mount.
+fn local_workspaces(
+    data_dir: &Path,
+    unprivileged: bool,
+) -> Result<Option<dockhand_sandbox::local::NosuidMount>, StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let workspaces = data_dir.join("workspaces");
+    if unprivileged {
+        for dir in [data_dir, workspaces.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(|e| {
+                StartError::DataDir {
+                    path: dir.display().to_string(),
+                    source: e,
+                }
+            })?;
+        }
+    }
+    Ok(dockhand_sandbox::local::nosuid_mount(&workspaces)?)
 }
 
 /// Writes a small file readable by its owner only.
@@ -175,11 +199,21 @@ impl Coordinator {
         let model =
             AnthropicClient::new(model_cfg).map_err(|e| StartError::Model(e.to_string()))?;
         let coordinator_id = coordinator_id(&data_dir)?;
-        let (sandboxes, docker): (Arc<dyn SandboxProvider>, Option<Arc<DockerProvider>>) =
-            match crate::sandboxes::connect(&config, &coordinator_id).await? {
-                crate::sandboxes::Chosen::Docker(d) => (d.clone(), Some(d)),
-                crate::sandboxes::Chosen::Local(l) => (l, None),
+        let egress = Arc::new(crate::egress::EgressService::new(&config));
+        let mut warnings = config.warnings.clone();
+        let chosen = crate::sandboxes::connect(&config, &coordinator_id, egress.clone()).await?;
+        let (sandboxes, docker, mount): (Arc<dyn SandboxProvider>, Option<Arc<DockerProvider>>, _) =
+            match chosen {
+                crate::sandboxes::Chosen::Docker(d) => (d.clone(), Some(d), None),
+                crate::sandboxes::Chosen::Local(l, warning) => {
+                    warnings.extend(warning);
+                    let mount = local_workspaces(&data_dir, l.workspace_owner().is_some())?;
+                    (l, None, mount)
+                }
             };
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let pool = match (&docker, config.sandbox.pool_size) {
             (Some(d), n) if n > 0 => Some(Pool::new(d.clone(), n, data_dir.join("workspaces"))),
             _ => None,
@@ -220,6 +254,7 @@ impl Coordinator {
             mirrors: dockhand_forge::Mirrors::new(data_dir.join("mirrors"), config.remote_policy()),
             github,
             keys: keys.clone(),
+            egress,
         });
         crate::janitor::remove_orphans(&deps).await;
         let scheduler = Scheduler::new(deps, config.scheduler.max_concurrent);
@@ -229,6 +264,7 @@ impl Coordinator {
             scheduler: scheduler.clone(),
             config: config.clone(),
             auth: Arc::new(crate::auth::AuthState::new(keys, sign_in)),
+            warnings: Arc::new(warnings),
         };
 
         let listener = match listener {
@@ -275,6 +311,7 @@ impl Coordinator {
             state,
             shutdown,
             server,
+            _mount: mount,
             _lock: lock,
         })
     }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 mod coordinator;
+pub mod egress;
 pub mod hub;
 pub mod janitor;
 mod metrics;
@@ -38,4 +39,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Keys, GitHub sign-in and rate limits.
     pub auth: Arc<auth::AuthState>,
+    /// What an operator should know about this start (shown by `/healthz`).
+    pub warnings: Arc<Vec<String>>,
 }

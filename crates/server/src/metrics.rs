@@ -88,5 +88,15 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP dockhand_egress_refused_total Connections the egress proxy refused, by reason.\n# TYPE dockhand_egress_refused_total counter"
+    );
+    for (reason, n) in state.scheduler.deps().egress.refused() {
+        let _ = writeln!(
+            out,
+            "dockhand_egress_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

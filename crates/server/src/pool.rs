@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::SandboxProvider;
 use dockhand_sandbox::docker::DockerProvider;
 use rand::Rng;
 
@@ -64,7 +65,9 @@ impl Pool {
                     .collect()
             };
             let dir = self.inner.dir.join(format!("pool-{slot}"));
-            if let Err(e) = crate::provision::make_workspace_dir(&dir, true) {
+            if let Err(e) =
+                crate::provision::make_workspace_dir(&dir, self.inner.provider.workspace_owner())
+            {
                 tracing::warn!(error = %e, "preparing a warm-pool workspace");
                 continue;
             }

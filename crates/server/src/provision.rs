@@ -14,6 +14,7 @@ use dockhand_forge::Environment;
 use dockhand_forge::RepoSource;
 use dockhand_protocol::ErrorEvent;
 use dockhand_protocol::EventBody;
+use dockhand_protocol::PhaseEvent;
 use dockhand_protocol::SandboxRef;
 use dockhand_protocol::TaskId;
 use dockhand_sandbox::ExecRequest;
@@ -29,24 +30,25 @@ use crate::runner::RunError;
 use crate::runner::RunnerDeps;
 use crate::runner::phase;
 
-/// The uid the sandbox user has in containers; docker workspaces belong to it.
-const SANDBOX_UID: u32 = 1000;
 /// Output of `setup` or `prepare` kept in the failure message.
 const TAIL: usize = 4000;
 
 /// A provisioned task.
 pub(crate) struct Provisioned {
     pub sandbox: Arc<dyn Sandbox>,
+    /// A bash command is killed after this long (the repository may ask for less).
+    pub command_timeout: Duration,
 }
 
-/// Creates an empty workspace directory (owned by the sandbox user for docker).
-pub(crate) fn make_workspace_dir(dir: &Path, docker: bool) -> std::io::Result<()> {
+/// Creates an empty workspace directory, owned by `owner` (the host uid the
+/// sandbox user is) when the backend needs it.
+pub(crate) fn make_workspace_dir(dir: &Path, owner: Option<u32>) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o755)
+        .mode(0o700)
         .create(dir)?;
-    if docker {
-        std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
+    if let Some(uid) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid))?;
     }
     Ok(())
 }
@@ -66,9 +68,9 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Gives the fresh clone to the sandbox user, without following symlinks.
-async fn chown_tree(dir: &Path) -> Result<(), RunError> {
+async fn chown_tree(dir: &Path, uid: u32) -> Result<(), RunError> {
     let out = tokio::process::Command::new("chown")
-        .args(["-R", "-h", &format!("{SANDBOX_UID}:{SANDBOX_UID}"), "--"])
+        .args(["-R", "-h", &format!("{uid}:{uid}"), "--"])
         .arg(dir)
         .output()
         .await
@@ -123,6 +125,7 @@ pub(crate) async fn provision(
     let started = Instant::now();
     let cfg = &deps.config;
     let docker = deps.docker.is_some();
+    let owner = deps.sandboxes.workspace_owner();
     let source =
         dockhand_forge::resolve_repo(&task.repo, cfg.local_repos_allowed(), &cfg.github.web_url)
             .map_err(RunError::Repo)?;
@@ -148,7 +151,7 @@ pub(crate) async fn provision(
         if ws.exists() {
             clear_dir(&ws).map_err(|e| RunError::Io(format!("clearing {}: {e}", ws.display())))?;
         }
-        make_workspace_dir(&ws, docker)
+        make_workspace_dir(&ws, owner)
             .map_err(|e| RunError::Io(format!("creating {}: {e}", ws.display())))?;
         // Remote repositories come through the mirror, fetched with the user's token;
         // the workspace's origin is the plain URL, with no credentials in it.
@@ -172,8 +175,8 @@ pub(crate) async fn provision(
             r = dockhand_forge::clone_workspace(&from, &ws, task.base_branch.as_deref(), &task.branch, origin) => r.map_err(RunError::Clone)?,
             _ = cancel.cancelled() => return Err(RunError::Cancelled),
         };
-        if docker {
-            chown_tree(&ws).await?;
+        if let Some(uid) = owner {
+            chown_tree(&ws, uid).await?;
         }
         // Read once, from the clone as the repository has it, before the agent can touch it.
         let env = Environment::read(&ws).map_err(RunError::Environment)?;
@@ -211,7 +214,16 @@ pub(crate) async fn provision(
     };
     task.workspace = Some(ws.to_string_lossy().into_owned());
 
-    let network = env.network.unwrap_or(cfg.sandbox.network);
+    let applied = crate::policy::apply(cfg, &env);
+    for note in &applied.notes {
+        phase(
+            &deps.store,
+            &task.id,
+            "policy",
+            Duration::ZERO,
+            Some(note.clone()),
+        );
+    }
     // The task's own choice (checked when it was submitted) wins over the
     // repository's, which is granted only within the operator's policy.
     let mut image = task.image.clone();
@@ -251,7 +263,8 @@ pub(crate) async fn provision(
                     setup: setup.to_owned(),
                     owner: task.user_id.to_string(),
                     repo: task.repo.clone(),
-                    network: true,
+                    network: crate::policy::setup_network(cfg, applied.network),
+                    limits: applied.limits,
                     labels: [(
                         dockhand_sandbox::docker::LABEL_COORDINATOR.to_owned(),
                         provider.config().coordinator_id.clone(),
@@ -260,7 +273,7 @@ pub(crate) async fn provision(
                     timeout: Duration::from_secs(cfg.sandbox.setup_timeout_secs),
                 };
                 let built = tokio::select! {
-                    r = ensure_env_image(provider.client(), &build, |b| out.push(b)) => r,
+                    r = ensure_env_image(provider.client(), &build, Some(deps.egress.clone()), |b| out.push(b)) => r,
                     _ = cancel.cancelled() => return Err(RunError::Cancelled),
                 };
                 let built = built.map_err(|e| RunError::Setup(e.to_string()))?;
@@ -286,7 +299,8 @@ pub(crate) async fn provision(
     let spec = SandboxSpec {
         task_id: task.id.to_string(),
         workspace: ws.clone(),
-        network,
+        network: applied.network,
+        limits: applied.limits,
         env: env
             .env
             .iter()
@@ -306,8 +320,15 @@ pub(crate) async fn provision(
             }
             (s, "re-attached")
         }
-        // A pool container is the default image with network and no extra variables.
-        (None, Some(w)) if image.is_none() && network && spec.env.is_empty() => (w, "warm pool"),
+        // A pool container has the default image, level and limits, and no variables.
+        (None, Some(w))
+            if image.is_none()
+                && spec.env.is_empty()
+                && spec.network == cfg.sandbox.network.level
+                && spec.limits == cfg.sandbox.limits() =>
+        {
+            (w, "warm pool")
+        }
         (None, warm) => {
             if let Some(w) = warm {
                 let _ = w.destroy().await;
@@ -331,13 +352,15 @@ pub(crate) async fn provision(
         .await?;
     let name = if docker { "container" } else { "sandbox" };
     let short = &info.id[..info.id.len().min(12)];
-    phase(
-        &deps.store,
-        &task.id,
-        name,
-        t.elapsed(),
-        Some(format!("{how} {} {short}", info.backend)),
-    );
+    let body = EventBody::Phase(PhaseEvent {
+        phase: name.into(),
+        duration_ms: t.elapsed().as_millis() as u64,
+        detail: Some(format!("{how} {} {short}", info.backend)),
+        network: Some(applied.network),
+    });
+    if let Err(e) = deps.store.append(&task.id, body) {
+        tracing::warn!(task = %task.id, error = %e, "dropping phase event");
+    }
 
     if let (Some(script), false) = (env.prepare.as_deref(), task.prepared) {
         let t = Instant::now();
@@ -368,5 +391,8 @@ pub(crate) async fn provision(
         phase(&deps.store, &task.id, "prepare", t.elapsed(), None);
     }
     phase(&deps.store, &task.id, "ready", started.elapsed(), None);
-    Ok(Provisioned { sandbox })
+    Ok(Provisioned {
+        sandbox,
+        command_timeout: applied.command_timeout,
+    })
 }

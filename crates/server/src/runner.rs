@@ -51,6 +51,8 @@ pub struct RunnerDeps {
     pub github: dockhand_forge::github::GitHubClient,
     /// Keys, to decrypt users' GitHub tokens.
     pub keys: Arc<crate::secrets::Keys>,
+    /// The egress proxy of `allowlist` sandboxes.
+    pub egress: Arc<crate::egress::EgressService>,
 }
 
 impl RunnerDeps {
@@ -110,6 +112,7 @@ pub(crate) fn phase(
         phase: phase.into(),
         duration_ms: took.as_millis() as u64,
         detail,
+        network: None,
     });
     if let Err(e) = store.append(id, body) {
         tracing::warn!(task = %id, error = %e, "dropping phase event");
@@ -158,7 +161,14 @@ async fn drive(
     }
     let provisioned = provisioned?;
     let sandbox = provisioned.sandbox;
-    let result = run_agent(deps, &task, sandbox.clone(), cancel).await;
+    let result = run_agent(
+        deps,
+        &task,
+        sandbox.clone(),
+        provisioned.command_timeout,
+        cancel,
+    )
+    .await;
     // The sandbox may have been replaced during the run (a fork bomb, say).
     let info = sandbox.info();
     let now = Some(SandboxRef {
@@ -184,6 +194,7 @@ async fn run_agent(
     deps: &RunnerDeps,
     task: &TaskRow,
     sandbox: Arc<dyn Sandbox>,
+    command_timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<String, RunError> {
     if cancel.is_cancelled() {
@@ -205,7 +216,11 @@ async fn run_agent(
         live: Arc::new(deps.hub.clone()),
         model: deps.model.clone(),
         sandbox: sandbox.clone(),
-        config: deps.config.agent_config(&task.model),
+        config: {
+            let mut config = deps.config.agent_config(&task.model);
+            config.tools.command_timeout = command_timeout;
+            config
+        },
         cancel: cancel.clone(),
     };
     let (summary, budget) = match dockhand_agent::run(&ctx).await {

@@ -1,49 +1,77 @@
 //! Choosing and connecting the sandbox backend: docker whenever an engine
-//! answers (unless configured otherwise), local (bubblewrap) otherwise.
+//! answers (unless configured otherwise), local (bubblewrap) otherwise, which
+//! is never silent: the fallback is a warning at start-up, in `/healthz` and in
+//! `dockhand doctor`.
 
 use std::sync::Arc;
 
 use dockhand_sandbox::SandboxError;
 use dockhand_sandbox::docker::DockerConfig;
 use dockhand_sandbox::docker::DockerProvider;
+use dockhand_sandbox::egress::Egress;
 use dockhand_sandbox::local::LocalConfig;
 use dockhand_sandbox::local::LocalProvider;
 
 use crate::config::Backend;
 use crate::config::Config;
+use crate::config::LocalLimits;
 
 /// The backend in use.
 pub(crate) enum Chosen {
     Docker(Arc<DockerProvider>),
-    Local(Arc<LocalProvider>),
+    /// With the warning when it was a fallback.
+    Local(Arc<LocalProvider>, Option<String>),
 }
 
 /// The docker settings from the configuration.
 pub fn docker_config(config: &Config, coordinator_id: &str) -> DockerConfig {
     let mut d = DockerConfig::new(coordinator_id, config.default_image());
-    d.memory_bytes = (config.sandbox.memory_mb as i64) << 20;
-    d.nano_cpus = (config.sandbox.cpus * 1e9) as i64;
-    d.pids_limit = config.sandbox.pids;
+    d.pool_network = config.sandbox.network.level;
+    d.pool_limits = config.sandbox.limits();
     d.runtime = Some(config.sandbox.runtime.clone()).filter(|r| !r.is_empty());
     d
 }
 
-pub(crate) async fn connect(config: &Config, coordinator_id: &str) -> Result<Chosen, SandboxError> {
-    let local = || -> Result<Chosen, SandboxError> {
-        Ok(Chosen::Local(Arc::new(LocalProvider::new(
-            LocalConfig::new(config.data_dir.join("sandbox")),
-        )?)))
+/// The local backend's settings from the configuration.
+pub fn local_config(config: &Config, egress: Option<Arc<dyn Egress>>) -> LocalConfig {
+    let mut l = LocalConfig::new(config.data_dir.join("sandbox"));
+    l.host_uid = config.sandbox.local_uid;
+    l.cgroups = config.sandbox.local_limits == LocalLimits::Cgroup;
+    l.egress = egress;
+    l
+}
+
+/// The warning when no backend was configured and the docker engine did not answer.
+pub fn fallback_warning(reason: &SandboxError) -> String {
+    format!(
+        "no sandbox backend is configured and the Docker engine did not answer ({reason}); \
+         tasks run in the local bubblewrap sandbox. Set sandbox.backend (DOCKHAND_SANDBOX) \
+         to \"docker\" or \"local\" to choose"
+    )
+}
+
+pub(crate) async fn connect(
+    config: &Config,
+    coordinator_id: &str,
+    egress: Arc<dyn Egress>,
+) -> Result<Chosen, SandboxError> {
+    let local = |warning| -> Result<Chosen, SandboxError> {
+        let provider = LocalProvider::new(local_config(config, Some(egress.clone())))?;
+        Ok(Chosen::Local(Arc::new(provider), warning))
+    };
+    let docker = || async {
+        let provider = DockerProvider::connect(docker_config(config, coordinator_id)).await?;
+        Ok::<_, SandboxError>(provider.with_egress(egress.clone()))
     };
     match config.sandbox.backend {
-        Some(Backend::Local) => local(),
-        Some(Backend::Docker) => Ok(Chosen::Docker(Arc::new(
-            DockerProvider::connect(docker_config(config, coordinator_id)).await?,
-        ))),
-        None => match DockerProvider::connect(docker_config(config, coordinator_id)).await {
+        Some(Backend::Local) => local(None),
+        Some(Backend::Docker) => Ok(Chosen::Docker(Arc::new(docker().await?))),
+        None => match docker().await {
             Ok(d) => Ok(Chosen::Docker(Arc::new(d))),
             Err(e) => {
-                tracing::info!(reason = %e, "no Docker engine; using the local (bubblewrap) sandbox");
-                local()
+                let warning = fallback_warning(&e);
+                tracing::warn!("{warning}");
+                local(Some(warning))
             }
         },
     }

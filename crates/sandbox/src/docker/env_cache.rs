@@ -1,9 +1,11 @@
 //! The per-repository environment cache.
 //!
 //! A repository's `.dockhand/environment.toml` may give `setup`: system-level
-//! commands such as `apt-get update && apt-get install -y jq`. They need root, the
-//! network and the default capabilities, none of which a task's sandbox has, so they
-//! run once in a separate build container made from the base image, and that
+//! commands such as `apt-get update && apt-get install -y jq`. They need root and a
+//! few capabilities a task's sandbox lacks, so they run once in a separate build
+//! container made from the base image: root, but with only the capabilities a
+//! package manager needs, `no-new-privileges`, the task's limits and a network
+//! level no higher than the operator's. That
 //! container is committed as an image tagged by a hash of (base image ID, setup
 //! text, owner, repository, Dockhand version) and labelled with its owner, so one
 //! user's image is never another's. Later tasks with the same inputs start from
@@ -11,6 +13,7 @@
 //! new tag; `dockhand gc` removes the old ones ([`list_env_images`], [`remove_image`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use std::time::SystemTime;
@@ -31,7 +34,10 @@ use sha2::Digest;
 use sha2::Sha256;
 
 use super::image::inspect_if_present;
+use crate::Limits;
+use crate::NetworkLevel;
 use crate::SandboxError;
+use crate::egress::Egress;
 
 /// The repository of cached environment images.
 pub const ENV_IMAGE_REPO: &str = "dockhand-env";
@@ -77,6 +83,10 @@ pub enum EnvCacheError {
         /// The last 4 KiB of stdout and stderr.
         tail: String,
     },
+
+    /// The setup's network could not be given.
+    #[error("giving setup its network: {0}")]
+    Network(String),
 
     /// The engine returned no exit status for the build container.
     #[error("the Docker engine reported no exit status for the setup container")]
@@ -131,8 +141,10 @@ pub struct EnvBuild {
     pub owner: String,
     /// The repository it is for: part of the cache key.
     pub repo: String,
-    /// Whether setup may reach the network (bridge); `false` gives it none.
-    pub network: bool,
+    /// The network setup reaches; `allowlist` goes through `egress`.
+    pub network: NetworkLevel,
+    /// Memory, CPU and process limits, as a task's.
+    pub limits: Limits,
     /// Labels for the build container, such as `dockhand.coordinator=<id>`.
     pub labels: HashMap<String, String>,
     /// The build container is killed and removed after this long.
@@ -157,6 +169,7 @@ pub struct EnvImage {
 pub async fn ensure_env_image(
     docker: &Docker,
     req: &EnvBuild,
+    egress: Option<Arc<dyn Egress>>,
     mut on_output: impl FnMut(&[u8]) + Send,
 ) -> Result<EnvImage, EnvCacheError> {
     let started = Instant::now();
@@ -199,6 +212,7 @@ pub async fn ensure_env_image(
 
     let container = create_build_container(docker, req, &base, &base_id).await?;
     let result = async {
+        let _link = start_network(docker, &container.id, req, egress).await?;
         run_setup(docker, &container.id, req.timeout, &mut on_output).await?;
         let labels = [
             (ENV_LABEL, "1"),
@@ -217,6 +231,61 @@ pub async fn ensure_env_image(
     })
 }
 
+/// Capabilities a package manager needs as root: owning and moding files,
+/// dropping to its own users, and file capabilities.
+const SETUP_CAPS: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETUID",
+    "SETGID",
+    "SETFCAP",
+];
+
+/// The setup waits for this file at `allowlist`, so it starts once the
+/// forwarder listens.
+const READY: &str = ".dockhand/ready";
+
+/// Starts the container and, at `allowlist`, its egress link, then lets the setup run.
+async fn start_network(
+    docker: &Docker,
+    id: &str,
+    req: &EnvBuild,
+    egress: Option<Arc<dyn Egress>>,
+) -> Result<Option<super::egress::Link>, EnvCacheError> {
+    docker
+        .start_container(id, None)
+        .await
+        .map_err(docker_error("starting the setup container"))?;
+    let (NetworkLevel::Allowlist, Some(egress)) = (req.network, egress) else {
+        return Ok(None);
+    };
+    let link = super::egress::link(
+        docker,
+        id,
+        egress,
+        format!("setup of {}", req.repo),
+        Default::default(),
+    )
+    .await
+    .map_err(|e| EnvCacheError::Network(e.to_string()))?;
+    let ready = super::archive::tar(&[super::archive::Entry::File {
+        path: READY,
+        mode: 0o644,
+        data: b"",
+    }]);
+    let options = bollard::query_parameters::UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(id, Some(options), bollard::body_full(ready.into()))
+        .await
+        .map_err(docker_error("starting the setup"))?;
+    Ok(Some(link))
+}
+
 async fn create_build_container(
     docker: &Docker,
     req: &EnvBuild,
@@ -226,17 +295,47 @@ async fn create_build_container(
     let base_user = base.config.as_ref().and_then(|c| c.user.clone());
     let mut labels = req.labels.clone();
     labels.insert(ENV_BUILD_LABEL.into(), "1".into());
+    let allowlist = req.network == NetworkLevel::Allowlist;
+    let cmd = if allowlist {
+        let wait = format!("while [ ! -e /{READY} ]; do sleep 0.05; done; exec /bin/sh -c \"$0\"");
+        vec!["/bin/sh".into(), "-c".into(), wait, req.setup.clone()]
+    } else {
+        vec!["/bin/sh".into(), "-c".into(), req.setup.clone()]
+    };
+    let env = if allowlist {
+        let proxy = crate::egress::proxy_env();
+        Some(proxy.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+    } else {
+        None
+    };
+    let network = match req.network {
+        NetworkLevel::None | NetworkLevel::Allowlist => "none",
+        NetworkLevel::Open => super::plan::OPEN_NETWORK,
+    };
+    if req.network == NetworkLevel::Open {
+        super::sandbox::ensure_open_network(docker)
+            .await
+            .map_err(|e| EnvCacheError::Network(e.to_string()))?;
+    }
     let body = ContainerCreateBody {
         // By ID: the tag was computed from it, even if the name moves meanwhile.
         image: Some(base_id.to_owned()),
-        cmd: Some(vec!["/bin/sh".into(), "-c".into(), req.setup.clone()]),
+        cmd: Some(cmd),
+        env,
         // The base's entrypoint must not wrap the setup shell.
         entrypoint: Some(Vec::new()),
         // Root is already the default; only a base with a USER needs overriding.
         user: base_user.filter(|u| !u.is_empty()).map(|_| "0".to_owned()),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            network_mode: Some(if req.network { "bridge" } else { "none" }.into()),
+            network_mode: Some(network.into()),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(SETUP_CAPS.iter().map(|c| (*c).to_owned()).collect()),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            memory: Some(req.limits.memory_bytes),
+            memory_swap: Some(req.limits.memory_bytes),
+            nano_cpus: Some(req.limits.nano_cpus),
+            pids_limit: Some(req.limits.pids),
             ..Default::default()
         }),
         ..Default::default()
@@ -259,10 +358,6 @@ async fn run_setup(
     timeout: Duration,
     on_output: &mut (impl FnMut(&[u8]) + Send),
 ) -> Result<(), EnvCacheError> {
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(docker_error("starting the setup container"))?;
     let mut tail = Vec::new();
     let run = async {
         let mut logs = docker.logs(
@@ -333,7 +428,9 @@ async fn commit(
         .unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]);
     // Fields left `None` are filled from the container's own config by the engine
     // (env, working dir, and an empty entrypoint, which means none).
+    // The base's own environment, not the build's (the setup's proxy must not stay).
     let config = ContainerConfig {
+        env: Some(base_config.env.unwrap_or_default()),
         cmd: Some(cmd),
         entrypoint: base_config.entrypoint.filter(|e| !e.is_empty()),
         user: base_config.user.filter(|u| !u.is_empty()),

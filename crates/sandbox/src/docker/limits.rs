@@ -127,6 +127,7 @@ pub(crate) fn read_host(memory: &Path, pids: &Path) -> Option<LimitMarks> {
     Some(LimitMarks {
         oom_kills: counter(&memory, "oom_kill").unwrap_or(0),
         pid_limit_hits: counter(&pids, "max").unwrap_or(0),
+        egress_refused: 0,
     })
 }
 
@@ -144,6 +145,7 @@ pub(crate) fn parse_exec(output: &str) -> LimitMarks {
     LimitMarks {
         oom_kills: counter(memory, "oom_kill").unwrap_or(0),
         pid_limit_hits: counter(pids, "max").unwrap_or(0),
+        egress_refused: 0,
     }
 }
 

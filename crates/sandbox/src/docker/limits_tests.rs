@@ -38,7 +38,8 @@ fn finds_cgroupfs_v1_directories() {
         read_host(&memory, &pids),
         Some(LimitMarks {
             oom_kills: 2,
-            pid_limit_hits: 7
+            pid_limit_hits: 7,
+            ..LimitMarks::default()
         })
     );
 }
@@ -61,7 +62,8 @@ fn finds_systemd_v2_scopes_without_mixing_up_max_lines() {
         read_host(&memory, &pids),
         Some(LimitMarks {
             oom_kills: 1,
-            pid_limit_hits: 0
+            pid_limit_hits: 0,
+            ..LimitMarks::default()
         })
     );
 }
@@ -109,7 +111,8 @@ fn parses_exec_output_for_v1_and_v2() {
         parse_exec(v1),
         LimitMarks {
             oom_kills: 3,
-            pid_limit_hits: 12
+            pid_limit_hits: 12,
+            ..LimitMarks::default()
         }
     );
     let v2 = "@memory\nlow 0\nmax 99\noom_kill 1\n@pids\nmax 0\n";
@@ -117,7 +120,8 @@ fn parses_exec_output_for_v1_and_v2() {
         parse_exec(v2),
         LimitMarks {
             oom_kills: 1,
-            pid_limit_hits: 0
+            pid_limit_hits: 0,
+            ..LimitMarks::default()
         }
     );
     assert_eq!(parse_exec(""), LimitMarks::default());
@@ -129,10 +133,12 @@ fn explains_what_moved() {
     let oom = LimitMarks {
         oom_kills: 1,
         pid_limit_hits: 0,
+        ..LimitMarks::default()
     };
     let pids = LimitMarks {
         oom_kills: 0,
         pid_limit_hits: 5,
+        ..LimitMarks::default()
     };
     assert_eq!(explain(zero, zero, 2 << 30, 512), None);
     assert_eq!(
@@ -146,6 +152,7 @@ fn explains_what_moved() {
     let both = LimitMarks {
         oom_kills: 3,
         pid_limit_hits: 1,
+        ..LimitMarks::default()
     };
     assert_eq!(
         explain(zero, both, 64 << 20, 64).as_deref(),

@@ -10,6 +10,8 @@
 //! The engine may be older than bollard's default API version; [`DockerProvider::connect`]
 //! negotiates down to what the daemon speaks.
 
+mod archive;
+mod egress;
 pub mod env_cache;
 mod exec;
 pub mod image;
@@ -41,12 +43,15 @@ pub use self::plan::plan;
 use self::sandbox::BACKEND;
 use self::sandbox::DockerSandbox;
 use self::sandbox::Inner;
+use crate::Limits;
+use crate::NetworkLevel;
 use crate::Result;
 use crate::Sandbox;
 use crate::SandboxError;
 use crate::SandboxInfo;
 use crate::SandboxProvider;
 use crate::SandboxSpec;
+use crate::egress::Egress;
 
 const ENGINE_FIX: &str =
     "start the Docker engine (systemctl start docker) or set DOCKHAND_SANDBOX=local";
@@ -61,12 +66,10 @@ pub struct DockerConfig {
     pub image: String,
     /// Labels every container, so this coordinator finds its own after a restart.
     pub coordinator_id: String,
-    /// Memory limit in bytes, swap included (no swap beyond it).
-    pub memory_bytes: i64,
-    /// CPU limit in billionths of a CPU.
-    pub nano_cpus: i64,
-    /// Most processes (and threads) alive at once.
-    pub pids_limit: i64,
+    /// The network level of warm-pool containers (the operator's default).
+    pub pool_network: NetworkLevel,
+    /// The limits of warm-pool containers (the operator's defaults).
+    pub pool_limits: Limits,
     /// An OCI runtime the daemon knows, such as `runsc`; the daemon's default when `None`.
     pub runtime: Option<String>,
     /// Size of the `/tmp` tmpfs, as Docker writes sizes (`512m`).
@@ -74,15 +77,15 @@ pub struct DockerConfig {
 }
 
 impl DockerConfig {
-    /// Defaults: 2 GiB, 2 CPUs, 512 processes, a 512 MiB `/tmp`, the daemon's runtime.
+    /// Defaults: pool containers at `allowlist` with the default limits, a 512 MiB
+    /// `/tmp`, the daemon's runtime.
     pub fn new(coordinator_id: impl Into<String>, image: impl Into<String>) -> DockerConfig {
         DockerConfig {
             socket: None,
             image: image.into(),
             coordinator_id: coordinator_id.into(),
-            memory_bytes: 2 << 30,
-            nano_cpus: 2_000_000_000,
-            pids_limit: 512,
+            pool_network: NetworkLevel::Allowlist,
+            pool_limits: Limits::default(),
             runtime: None,
             tmp_size: "512m".to_owned(),
         }
@@ -135,6 +138,7 @@ pub struct DockerProvider {
     docker: Docker,
     config: Arc<DockerConfig>,
     pool: Mutex<HashMap<String, PoolEntry>>,
+    egress: Option<Arc<dyn Egress>>,
 }
 
 impl DockerProvider {
@@ -167,7 +171,15 @@ impl DockerProvider {
             docker,
             config: Arc::new(config),
             pool: Mutex::new(HashMap::new()),
+            egress: None,
         })
+    }
+
+    /// The same provider, relaying `allowlist` sandboxes' traffic to `egress`;
+    /// without one they reach nothing, as at `none`.
+    pub fn with_egress(mut self, egress: Arc<dyn Egress>) -> DockerProvider {
+        self.egress = Some(egress);
+        self
     }
 
     /// The engine client, for image and environment-cache code.
@@ -301,7 +313,7 @@ impl DockerProvider {
                 .collect()
         };
         let launches = wanted.into_iter().map(|(slot, workspace)| async move {
-            let spec = pool_spec(&workspace);
+            let spec = pool_spec(&self.config, &workspace);
             let role = Role::Pool(slot.clone());
             let id = sandbox::launch(&self.docker, &self.config, &spec, &role).await;
             (slot, workspace, id)
@@ -355,7 +367,7 @@ impl DockerProvider {
             let _ = sandbox::remove(&self.docker, &entry.id).await;
             return None;
         }
-        let mut spec = pool_spec(&entry.workspace);
+        let mut spec = pool_spec(&self.config, &entry.workspace);
         spec.task_id = task_id.to_owned();
         Some(self.sandbox(spec, Role::Task(task_id.to_owned()), entry.id))
     }
@@ -367,6 +379,7 @@ impl DockerProvider {
             spec,
             role,
             id,
+            self.egress.clone(),
         );
         Arc::new(DockerSandbox {
             inner: Arc::new(inner),
@@ -374,12 +387,14 @@ impl DockerProvider {
     }
 }
 
-/// The spec of a pool container: default image, network on, no extra environment.
-fn pool_spec(workspace: &std::path::Path) -> SandboxSpec {
+/// The spec of a pool container: default image, network level and limits, no
+/// extra environment.
+pub fn pool_spec(config: &DockerConfig, workspace: &std::path::Path) -> SandboxSpec {
     SandboxSpec {
         task_id: String::new(),
         workspace: workspace.to_path_buf(),
-        network: true,
+        network: config.pool_network,
+        limits: config.pool_limits,
         env: Vec::new(),
         image: None,
     }
@@ -389,6 +404,11 @@ fn pool_spec(workspace: &std::path::Path) -> SandboxSpec {
 impl SandboxProvider for DockerProvider {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    /// Workspaces are bind-mounted, so they belong to the sandbox user's uid.
+    fn workspace_owner(&self) -> Option<u32> {
+        Some(plan::SANDBOX_UID)
     }
 
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {

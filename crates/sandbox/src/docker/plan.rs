@@ -14,6 +14,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::models::HostConfig;
 
 use super::DockerConfig;
+use crate::NetworkLevel;
 use crate::Result;
 use crate::SandboxError;
 use crate::SandboxSpec;
@@ -26,8 +27,14 @@ pub const LABEL_TASK: &str = "dockhand.task";
 /// A warm-pool container carries its slot id under this label instead of a task.
 pub const LABEL_POOL: &str = "dockhand.pool";
 
+/// The network of `open` containers: a bridge with inter-container traffic off,
+/// so one task's sandbox cannot reach another's.
+pub const OPEN_NETWORK: &str = "dockhand-open";
+
 /// The user every process in the container runs as (`uid:gid`).
 pub const SANDBOX_USER: &str = "1000:1000";
+/// Its uid.
+pub const SANDBOX_UID: u32 = 1000;
 
 /// `PATH` inside the container.
 pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -64,7 +71,12 @@ pub fn plan(
     labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
     let workspace = spec.workspace.to_string_lossy();
-    let network = if spec.network { "bridge" } else { "none" };
+    // `allowlist` has no interface either: its traffic leaves through the
+    // forwarder and an exec stream, never through the engine's network.
+    let network = match spec.network {
+        NetworkLevel::None | NetworkLevel::Allowlist => "none",
+        NetworkLevel::Open => OPEN_NETWORK,
+    };
     let host_config = HostConfig {
         // The workspace is the only thing from the host the container sees.
         binds: Some(vec![format!("{workspace}:{WORKSPACE}:rw")]),
@@ -72,11 +84,11 @@ pub fn plan(
         cap_drop: Some(vec!["ALL".to_owned()]),
         cap_add: None,
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
-        memory: Some(config.memory_bytes),
+        memory: Some(spec.limits.memory_bytes),
         // Equal to `memory`: no swap on top of the memory limit.
-        memory_swap: Some(config.memory_bytes),
-        nano_cpus: Some(config.nano_cpus),
-        pids_limit: Some(config.pids_limit),
+        memory_swap: Some(spec.limits.memory_bytes),
+        nano_cpus: Some(spec.limits.nano_cpus),
+        pids_limit: Some(spec.limits.pids),
         network_mode: Some(network.to_owned()),
         runtime: config.runtime.clone(),
         tmpfs: Some(HashMap::from([(
@@ -97,7 +109,7 @@ pub fn plan(
         entrypoint: Some(Vec::new()),
         user: Some(SANDBOX_USER.to_owned()),
         working_dir: Some(WORKSPACE.to_owned()),
-        env: Some(container_env(&spec.env)),
+        env: Some(container_env(spec)),
         labels: Some(labels),
         tty: Some(false),
         open_stdin: Some(false),
@@ -109,8 +121,16 @@ pub fn plan(
     }
 }
 
-/// The container's environment: fixed basics, then the spec's, which win on a clash.
-fn container_env(extra: &[(String, String)]) -> Vec<String> {
+/// The container's environment: fixed basics (and the proxy at `allowlist`), then
+/// the spec's, which win on a clash.
+fn container_env(spec: &SandboxSpec) -> Vec<String> {
+    let mut extra = match spec.network {
+        NetworkLevel::Allowlist => crate::egress::proxy_env(),
+        _ => Vec::new(),
+    };
+    extra.retain(|(k, _)| !spec.env.iter().any(|(key, _)| key == k));
+    extra.extend(spec.env.iter().cloned());
+    let extra = &extra;
     let base = [
         ("PATH", SANDBOX_PATH),
         ("HOME", "/tmp"),

@@ -9,6 +9,8 @@ use super::container_name;
 use super::labels;
 use super::plan;
 use super::validate_spec;
+use crate::Limits;
+use crate::NetworkLevel;
 use crate::SandboxError;
 use crate::SandboxSpec;
 use crate::docker::DockerConfig;
@@ -17,11 +19,12 @@ fn config() -> DockerConfig {
     DockerConfig::new("coord-1", "dockhand-sandbox:1.0")
 }
 
-fn spec(network: bool) -> SandboxSpec {
+fn spec(network: NetworkLevel) -> SandboxSpec {
     SandboxSpec {
         task_id: "t1".to_owned(),
         workspace: PathBuf::from("/data/workspaces/t1"),
         network,
+        limits: Limits::default(),
         env: vec![("CI".to_owned(), "1".to_owned())],
         image: None,
     }
@@ -39,7 +42,7 @@ fn task_plan(config: &DockerConfig, spec: &SandboxSpec) -> (ContainerCreateBody,
 
 #[test]
 fn drops_every_capability_and_privilege() {
-    let (body, host) = task_plan(&config(), &spec(false));
+    let (body, host) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
     assert_eq!(host.cap_add, None);
     assert_eq!(
@@ -59,7 +62,7 @@ fn drops_every_capability_and_privilege() {
 
 #[test]
 fn pid_1_is_an_init_that_sleeps() {
-    let (body, host) = task_plan(&config(), &spec(false));
+    let (body, host) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(host.init, Some(true));
     assert_eq!(
         body.cmd,
@@ -73,11 +76,13 @@ fn pid_1_is_an_init_that_sleeps() {
 
 #[test]
 fn limits_memory_without_swap_cpu_and_pids() {
-    let mut config = config();
-    config.memory_bytes = 64 << 20;
-    config.nano_cpus = 500_000_000;
-    config.pids_limit = 64;
-    let (_, host) = task_plan(&config, &spec(false));
+    let mut spec = spec(NetworkLevel::None);
+    spec.limits = Limits {
+        memory_bytes: 64 << 20,
+        nano_cpus: 500_000_000,
+        pids: 64,
+    };
+    let (_, host) = task_plan(&config(), &spec);
     assert_eq!(host.memory, Some(64 << 20));
     assert_eq!(host.memory_swap, Some(64 << 20));
     assert_eq!(host.nano_cpus, Some(500_000_000));
@@ -86,7 +91,7 @@ fn limits_memory_without_swap_cpu_and_pids() {
 
 #[test]
 fn defaults_are_two_gib_two_cpus_512_pids() {
-    let (_, host) = task_plan(&config(), &spec(false));
+    let (_, host) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(host.memory, Some(2 << 30));
     assert_eq!(host.memory_swap, Some(2 << 30));
     assert_eq!(host.nano_cpus, Some(2_000_000_000));
@@ -102,7 +107,7 @@ fn defaults_are_two_gib_two_cpus_512_pids() {
 
 #[test]
 fn binds_only_the_workspace() {
-    let (body, host) = task_plan(&config(), &spec(true));
+    let (body, host) = task_plan(&config(), &spec(NetworkLevel::Open));
     assert_eq!(
         host.binds,
         Some(vec!["/data/workspaces/t1:/workspace:rw".to_owned()])
@@ -116,28 +121,30 @@ fn binds_only_the_workspace() {
 }
 
 #[test]
-fn network_none_unless_the_spec_allows_it() {
-    let (_, host) = task_plan(&config(), &spec(false));
-    assert_eq!(host.network_mode.as_deref(), Some("none"));
-    let (_, host) = task_plan(&config(), &spec(true));
-    assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+fn only_open_gets_a_network_and_it_is_the_isolated_one() {
+    for level in [NetworkLevel::None, NetworkLevel::Allowlist] {
+        let (_, host) = task_plan(&config(), &spec(level));
+        assert_eq!(host.network_mode.as_deref(), Some("none"), "{level}");
+    }
+    let (_, host) = task_plan(&config(), &spec(NetworkLevel::Open));
+    assert_eq!(host.network_mode.as_deref(), Some("dockhand-open"));
 }
 
 #[test]
 fn runtime_passes_through_when_configured() {
-    let (_, host) = task_plan(&config(), &spec(false));
+    let (_, host) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(host.runtime, None);
     let mut config = config();
     config.runtime = Some("runsc".to_owned());
-    let (_, host) = task_plan(&config, &spec(false));
+    let (_, host) = task_plan(&config, &spec(NetworkLevel::None));
     assert_eq!(host.runtime.as_deref(), Some("runsc"));
 }
 
 #[test]
 fn image_is_the_specs_or_the_default() {
-    let (body, _) = task_plan(&config(), &spec(false));
+    let (body, _) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(body.image.as_deref(), Some("dockhand-sandbox:1.0"));
-    let mut spec = spec(false);
+    let mut spec = spec(NetworkLevel::None);
     spec.image = Some("my-toolchain:3".to_owned());
     let (body, _) = task_plan(&config(), &spec);
     assert_eq!(body.image.as_deref(), Some("my-toolchain:3"));
@@ -145,7 +152,7 @@ fn image_is_the_specs_or_the_default() {
 
 #[test]
 fn environment_has_the_basics_and_the_specs() {
-    let mut spec = spec(false);
+    let mut spec = spec(NetworkLevel::None);
     spec.env.push(("TERM".to_owned(), "xterm".to_owned()));
     let (body, _) = task_plan(&config(), &spec);
     assert_eq!(
@@ -163,7 +170,7 @@ fn environment_has_the_basics_and_the_specs() {
 
 #[test]
 fn labels_name_the_coordinator_and_the_task_or_pool_slot() {
-    let (body, _) = task_plan(&config(), &spec(false));
+    let (body, _) = task_plan(&config(), &spec(NetworkLevel::None));
     assert_eq!(
         body.labels.unwrap(),
         HashMap::from([
@@ -198,7 +205,7 @@ fn container_names_are_docker_safe() {
 
 #[test]
 fn rejects_workspaces_the_bind_cannot_express() {
-    let mut bad = spec(false);
+    let mut bad = spec(NetworkLevel::None);
     for path in ["relative/ws", "/data/a:b", "/data/a,b"] {
         bad.workspace = PathBuf::from(path);
         assert!(
@@ -206,11 +213,11 @@ fn rejects_workspaces_the_bind_cannot_express() {
             "{path}"
         );
     }
-    let mut bad_env = spec(false);
+    let mut bad_env = spec(NetworkLevel::None);
     bad_env.env.push(("A=B".to_owned(), "c".to_owned()));
     assert!(matches!(
         validate_spec(&bad_env),
         Err(SandboxError::Invalid(_))
     ));
-    assert!(validate_spec(&spec(false)).is_ok());
+    assert!(validate_spec(&spec(NetworkLevel::None)).is_ok());
 }

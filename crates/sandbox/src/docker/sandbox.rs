@@ -17,6 +17,7 @@ use bollard::query_parameters::RemoveContainerOptions;
 use futures_util::StreamExt;
 
 use super::DockerConfig;
+use super::egress;
 use super::exec;
 use super::exec::Setup;
 use super::exec::api_error;
@@ -31,6 +32,7 @@ use super::shell;
 use crate::ExecOutput;
 use crate::ExecRequest;
 use crate::LimitMarks;
+use crate::NetworkLevel;
 use crate::OutputSink;
 use crate::Result;
 use crate::Sandbox;
@@ -39,6 +41,8 @@ use crate::SandboxInfo;
 use crate::SandboxSpec;
 use crate::ShellProcess;
 use crate::WORKSPACE;
+use crate::egress::Egress;
+use crate::egress::RefusalLog;
 
 pub(crate) const BACKEND: &str = "docker";
 
@@ -65,6 +69,12 @@ pub(crate) struct Inner {
     kills: AtomicU64,
     /// One replacement at a time, so concurrent callers do not make two containers.
     replacing: tokio::sync::Mutex<()>,
+    /// The egress proxy, for `allowlist`.
+    egress: Option<Arc<dyn Egress>>,
+    /// What the proxy refused for this sandbox.
+    refusals: RefusalLog,
+    /// The running forwarder, started on first use and again if it died.
+    link: tokio::sync::Mutex<Option<egress::Link>>,
 }
 
 impl Inner {
@@ -74,6 +84,7 @@ impl Inner {
         spec: SandboxSpec,
         role: Role,
         id: String,
+        egress: Option<Arc<dyn Egress>>,
     ) -> Inner {
         Inner {
             docker,
@@ -84,7 +95,38 @@ impl Inner {
             limits: Mutex::new(None),
             kills: AtomicU64::new(0),
             replacing: tokio::sync::Mutex::new(()),
+            egress,
+            refusals: RefusalLog::default(),
+            link: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// At `allowlist`, makes sure the egress forwarder runs in the container.
+    async fn ensure_egress(&self) -> Result<()> {
+        let Some(egress) = &self.egress else {
+            return Ok(());
+        };
+        if self.spec.network != NetworkLevel::Allowlist {
+            return Ok(());
+        }
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(egress::Link::is_alive) {
+            return Ok(());
+        }
+        let task = match &self.role {
+            Role::Task(t) => t.clone(),
+            Role::Pool(_) => self.spec.task_id.clone(),
+        };
+        let id = self.id();
+        let new = egress::link(
+            &self.docker,
+            &id,
+            egress.clone(),
+            task,
+            self.refusals.clone(),
+        );
+        *link = Some(new.await?);
+        Ok(())
     }
 
     pub(crate) fn id(&self) -> String {
@@ -109,6 +151,7 @@ impl Inner {
             // Docker wants an absolute working directory.
             Some(dir) => format!("{WORKSPACE}/{dir}"),
         };
+        self.ensure_egress().await?;
         let setup = Setup {
             argv,
             cwd: &cwd,
@@ -232,8 +275,8 @@ impl Inner {
         limits::explain(
             before,
             after,
-            self.config.memory_bytes,
-            self.config.pids_limit,
+            self.spec.limits.memory_bytes,
+            self.spec.limits.pids,
         )
     }
 }
@@ -301,11 +344,17 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn limit_marks(&self) -> LimitMarks {
-        self.inner.marks().await
+        let mut marks = self.inner.marks().await;
+        marks.egress_refused = self.inner.refusals.total();
+        marks
     }
 
     fn explain_limits(&self, before: LimitMarks, after: LimitMarks) -> Option<String> {
-        self.inner.explain(before, after)
+        let mut lines: Vec<String> = self.inner.explain(before, after).into_iter().collect();
+        if after.egress_refused > before.egress_refused {
+            lines.extend(self.inner.refusals.since(before.egress_refused));
+        }
+        (!lines.is_empty()).then(|| lines.join("\n"))
     }
 
     async fn replace(&self) -> Result<()> {
@@ -320,6 +369,8 @@ impl Sandbox for DockerSandbox {
             "replaced a sandbox container"
         );
         *inner.id.write().unwrap_or_else(PoisonError::into_inner) = new;
+        // The old container took its forwarder with it.
+        *inner.link.lock().await = None;
         Ok(())
     }
 }
@@ -362,6 +413,9 @@ pub(crate) async fn launch(
             spec.workspace.display()
         )));
     }
+    if spec.network == NetworkLevel::Open {
+        ensure_open_network(docker).await?;
+    }
     let body = plan::plan(config, spec, plan::labels(&config.coordinator_id, role));
     let suffix = format!("{:08x}", rand::random::<u32>());
     let options = CreateContainerOptions {
@@ -380,6 +434,35 @@ pub(crate) async fn launch(
     }
     tracing::debug!(container = short(&created.id), role = ?role, "container started");
     Ok(created.id)
+}
+
+/// Makes the `open` network if the engine lacks it: a bridge with
+/// inter-container traffic off, so sandboxes cannot reach one another.
+pub(crate) async fn ensure_open_network(docker: &Docker) -> Result<()> {
+    match docker.inspect_network(plan::OPEN_NETWORK, None).await {
+        Ok(_) => return Ok(()),
+        Err(DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => return Err(api_error("looking for the open network", e)),
+    }
+    let request = bollard::models::NetworkCreateRequest {
+        name: plan::OPEN_NETWORK.to_owned(),
+        driver: Some("bridge".to_owned()),
+        options: Some(std::collections::HashMap::from([(
+            "com.docker.network.bridge.enable_icc".to_owned(),
+            "false".to_owned(),
+        )])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        // 409: made meanwhile by another task.
+        Ok(_)
+        | Err(DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(e) => Err(api_error("creating the open network (dockhand-open)", e)),
+    }
 }
 
 /// Explains a failed create or start, naming the image or runtime when they are the cause.

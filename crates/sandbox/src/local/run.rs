@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::net;
 use crate::ExecOutput;
 use crate::OutputSink;
 use crate::OutputStream;
@@ -136,23 +137,113 @@ impl Drop for Registration {
     }
 }
 
-/// A bwrap command line: the program and its planned arguments.
+/// Runs on the host before bubblewrap: joins the sandbox's cgroups (each file
+/// before `--`), then opens the seccomp programs (and, at `open`, the slirp
+/// pipes) on the descriptors the plan names and execs the rest of the line:
+/// `setpriv` dropping root when the coordinator is root, then bwrap.
+const LAUNCH: &str = r#"
+while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift
+eperm=$1 enosys=$2 info=$3 block=$4; shift 5
+if [ -n "$info" ]; then exec "$@" 3<"$eperm" 4<"$enosys" 5>"$info" 6<"$block"; fi
+exec "$@" 3<"$eperm" 4<"$enosys"
+"#;
+
+/// What every command of one provider shares on the host side.
+#[derive(Clone, Debug)]
+pub(crate) struct HostSide {
+    pub(crate) bwrap: PathBuf,
+    /// `setpriv` and the uid to become, when the coordinator is root.
+    pub(crate) drop_to: Option<(PathBuf, u32)>,
+    /// The `EPERM` and `ENOSYS` seccomp programs.
+    pub(crate) seccomp: [PathBuf; 2],
+    /// slirp4netns, for `open`.
+    pub(crate) slirp4netns: Option<PathBuf>,
+    /// Where per-command pipes are made.
+    pub(crate) run_dir: PathBuf,
+}
+
+/// A bwrap command line: the planned arguments, and how to start them.
 pub(crate) struct Launch<'a> {
-    pub(crate) bwrap: &'a Path,
+    pub(crate) host: &'a HostSide,
     pub(crate) args: Vec<String>,
+    /// `cgroup.procs` files the command joins first.
+    pub(crate) cgroup_procs: &'a [String],
+    /// The sandbox is at `open`: slirp4netns joins it before it runs.
+    pub(crate) open: bool,
+}
+
+/// A started command: bwrap, and for `open` the slirp4netns serving it.
+struct Started {
+    child: Child,
+    slirp: Option<net::Slirp>,
 }
 
 impl Launch<'_> {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(self.bwrap);
+    async fn start(&self, configure: impl FnOnce(&mut Command)) -> Result<Started> {
+        let pipes = if self.open {
+            Some(net::Pipes::make(&self.host.run_dir)?)
+        } else {
+            None
+        };
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(LAUNCH).arg("dockhand-launch");
+        cmd.args(self.cgroup_procs).arg("--");
+        cmd.args(&self.host.seccomp);
+        match &pipes {
+            Some(p) => cmd.arg(&p.info).arg(&p.block),
+            None => cmd.args(["", ""]),
+        };
+        cmd.arg("--");
+        if let Some((setpriv, uid)) = &self.host.drop_to {
+            let id = uid.to_string();
+            cmd.arg(setpriv)
+                .args(["--reuid", &id, "--regid", &id])
+                .args([
+                    "--clear-groups",
+                    "--inh-caps=-all",
+                    "--bounding-set=-all",
+                    "--no-new-privs",
+                    "--",
+                ]);
+        }
+        cmd.arg(&self.host.bwrap).args(&self.args);
         // bwrap needs no environment of its own; the sandbox's is set by `--setenv`.
-        cmd.args(&self.args).env_clear().kill_on_drop(true);
-        cmd
+        cmd.env_clear().kill_on_drop(true);
+        configure(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let slirp = match pipes {
+            None => None,
+            Some(pipes) => {
+                let slirp =
+                    self.host
+                        .slirp4netns
+                        .as_deref()
+                        .ok_or_else(|| SandboxError::Unavailable {
+                            what: "open networking".into(),
+                            reason: "slirp4netns is not installed".into(),
+                            fix: "apt-get install slirp4netns".into(),
+                        });
+                match slirp {
+                    Ok(program) => match net::Slirp::attach(program, pipes).await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            let _ = child.start_kill();
+                            return Err(e);
+                        }
+                    },
+                    Err(e) => {
+                        let _ = child.start_kill();
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        Ok(Started { child, slirp })
     }
 
     fn spawn_error(&self, source: std::io::Error) -> SandboxError {
         SandboxError::Spawn {
-            what: self.bwrap.display().to_string(),
+            what: self.host.bwrap.display().to_string(),
             source,
         }
     }
@@ -167,15 +258,19 @@ pub(crate) async fn exec(
     mut reg: Registration,
     sink: OutputSink<'_>,
 ) -> Result<ExecOutput> {
-    let mut cmd = launch.command();
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| launch.spawn_error(e))?;
+    let has_stdin = stdin.is_some();
+    let started = launch
+        .start(|cmd| {
+            cmd.stdin(if has_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        })
+        .await?;
+    let mut child = started.child;
     // `checked_add`: a caller may pass `Duration::MAX` for "no timeout".
     let deadline = Instant::now()
         .checked_add(timeout)
@@ -238,6 +333,7 @@ pub(crate) async fn exec(
         }
     }
     drop(reg);
+    drop(started.slirp);
 
     let mut out = capture.out;
     out.exit_code = if killed {
@@ -289,21 +385,23 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 /// Starts a long-lived process with stdin attached and stdout and stderr on one pipe.
-pub(crate) fn spawn_shell(launch: Launch<'_>, reg: Registration) -> Result<ShellProcess> {
+pub(crate) async fn spawn_shell(launch: Launch<'_>, reg: Registration) -> Result<ShellProcess> {
     // One OS pipe behind both streams keeps the output in the order it was written.
     let (reader, writer) =
         std::io::pipe().map_err(|e| SandboxError::io("creating the shell's output pipe", e))?;
     let writer2 = writer
         .try_clone()
         .map_err(|e| SandboxError::io("creating the shell's output pipe", e))?;
-    let mut cmd = launch.command();
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer2));
-    let mut child = cmd.spawn().map_err(|e| launch.spawn_error(e))?;
-    // The command still holds our copies of the write end; without dropping it the
-    // output would never reach end-of-file.
-    drop(cmd);
+    // The command holds our copies of the write end until `start` returns and drops
+    // it; without that the output would never reach end-of-file.
+    let started = launch
+        .start(move |cmd| {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::from(writer))
+                .stderr(Stdio::from(writer2));
+        })
+        .await?;
+    let mut child = started.child;
 
     let stdin = child
         .stdin
@@ -315,7 +413,7 @@ pub(crate) fn spawn_shell(launch: Launch<'_>, reg: Registration) -> Result<Shell
         kill: reg.kill_tx.clone(),
         done: reg.done_tx.subscribe(),
     };
-    tokio::spawn(supervise(child, reg));
+    tokio::spawn(supervise(child, reg, started.slirp));
     Ok(ShellProcess {
         stdin: Box::new(stdin),
         output: Box::new(output),
@@ -327,8 +425,8 @@ fn missing_pipe() -> std::io::Error {
     std::io::Error::other("no pipe")
 }
 
-/// Owns a shell's bwrap process until it exits or is killed.
-async fn supervise(mut child: Child, mut reg: Registration) {
+/// Owns a shell's bwrap process (and its slirp4netns) until it exits or is killed.
+async fn supervise(mut child: Child, mut reg: Registration, _slirp: Option<net::Slirp>) {
     tokio::select! {
         _ = child.wait() => {}
         () = reg.kill_requested() => {

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptions;
 use bollard::query_parameters::RemoveContainerOptions;
+use dockhand_sandbox::NetworkLevel;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxProvider;
 use dockhand_sandbox::SandboxSpec;
@@ -185,7 +186,13 @@ impl DockerHost {
         SandboxSpec {
             task_id: task.to_owned(),
             workspace: self.workspace(task),
-            network,
+            network: if network {
+                NetworkLevel::Open
+            } else {
+                NetworkLevel::None
+            },
+            // The provider's defaults, which a test may have adjusted.
+            limits: self.config.pool_limits,
             env: vec![("SPEC_VAR".to_owned(), "from-spec".to_owned())],
             image: None,
         }

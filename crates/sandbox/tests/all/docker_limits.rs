@@ -17,7 +17,7 @@ use crate::harness::text;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_out_of_memory_is_reported_and_survived() {
-    let host = DockerHost::with(|c| c.memory_bytes = 64 << 20).await;
+    let host = DockerHost::with(|c| c.pool_limits.memory_bytes = 64 << 20).await;
     let sb = host.sandbox(false).await;
     let before = sb.limit_marks().await;
     let mut req = ExecRequest::new(["python3", "-c", "x = bytearray(512*1024*1024)"]);
@@ -47,7 +47,7 @@ async fn docker_out_of_memory_is_reported_and_survived() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_fork_bomb_hits_the_pid_limit_and_the_sandbox_recovers() {
-    let host = DockerHost::with(|c| c.pids_limit = 64).await;
+    let host = DockerHost::with(|c| c.pool_limits.pids = 64).await;
     let sb = host.sandbox(false).await;
     sb.write_file("/workspace/kept.txt", b"kept").await.unwrap();
     let before = sb.limit_marks().await;

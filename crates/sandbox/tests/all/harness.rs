@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use dockhand_sandbox::ExecOutput;
 use dockhand_sandbox::ExecRequest;
+use dockhand_sandbox::Limits;
+use dockhand_sandbox::NetworkLevel;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxProvider;
 use dockhand_sandbox::SandboxSpec;
@@ -41,6 +43,18 @@ impl Host {
         std::fs::write(data.join("workspaces/t2/secret.txt"), "other task").unwrap();
         let provider = LocalProvider::new(LocalConfig::new(data.join("state")))
             .unwrap_or_else(|e| panic!("the local sandbox tests need bubblewrap: {e}"));
+        // As the coordinator does: the sandbox's host uid traverses to its workspace
+        // and owns it.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [dir.path(), &data, &data.join("workspaces")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        if let Some(uid) = provider.workspace_owner() {
+            for task in ["t1", "t2"] {
+                let ws = data.join("workspaces").join(task);
+                std::os::unix::fs::chown(&ws, Some(uid), Some(uid)).unwrap();
+            }
+        }
         Host {
             _dir: dir,
             data,
@@ -60,7 +74,12 @@ impl Host {
         SandboxSpec {
             task_id: task.to_owned(),
             workspace: self.workspace(task),
-            network,
+            network: if network {
+                NetworkLevel::Open
+            } else {
+                NetworkLevel::None
+            },
+            limits: Limits::default(),
             env: vec![("SPEC_VAR".to_owned(), "from-spec".to_owned())],
             image: None,
         }

@@ -200,7 +200,7 @@ async fn host_environment_stays_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn network_only_when_allowed() {
+async fn no_level_reaches_the_hosts_loopback() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
@@ -211,8 +211,13 @@ async fn network_only_when_allowed() {
     assert_ne!(out.exit_code, Some(0), "{}", text(&out.stdout));
     assert_eq!(text(&out.stdout), "");
 
+    // `open` has a route out (slirp4netns), but not to the host's loopback.
     let open = host.sandbox(true).await;
     let out = exec(&*open, ExecRequest::new(["bash", "-c", &script])).await;
-    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "connected\n");
+    assert_ne!(out.exit_code, Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+    let route = sh(&*open, "grep -c tap0 /proc/net/route").await;
+    assert_eq!(text(&route.stdout), "2\n", "{}", text(&route.stderr));
+    // The listener was reachable from the host all along.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }

@@ -11,6 +11,7 @@ mod ui;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -42,11 +43,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
+/// `GET /healthz`: `{"status": "ok"}`, with `warnings` when the start had any.
+async fn healthz(State(state): State<AppState>) -> axum::Json<dockhand_protocol::HealthResponse> {
+    axum::Json(dockhand_protocol::HealthResponse {
+        status: "ok".into(),
+        warnings: state.warnings.as_ref().clone(),
+    })
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -9,10 +9,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod auth;
+mod sandbox;
 
 pub use auth::AuthConfig;
 pub use auth::GithubConfig;
 pub use auth::RateLimits;
+pub use sandbox::Backend;
+pub use sandbox::LocalLimits;
+pub use sandbox::SandboxConfig;
 
 /// The default model: the current Claude Sonnet.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-5-5";
@@ -44,16 +48,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// Sandbox backends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// One Docker container per task.
-    Docker,
-    /// bubblewrap on the coordinator's machine.
-    Local,
 }
 
 /// `synchronous` setting of the store.
@@ -101,42 +95,15 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What `dockhand gc` keeps.
     pub retention: RetentionConfig,
+    /// What loading noticed and an operator should hear about (deprecated forms).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// The JWT signing key (`DOCKHAND_JWT_SECRET`; not a config key).
     #[serde(skip)]
     pub jwt_secret: crate::secrets::Secret,
     /// The data directory (not a config key: `DOCKHAND_DATA_DIR` or the default).
     #[serde(skip)]
     pub data_dir: PathBuf,
-}
-
-/// `[sandbox]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxConfig {
-    /// Backend; `None` picks docker when an engine answers, else local.
-    pub backend: Option<Backend>,
-    /// Whether commands may use the network.
-    pub network: bool,
-    /// Default image (docker); empty means Dockhand's own image.
-    pub image: String,
-    /// Images tasks and repositories may name: exact references or globs with
-    /// `*`; empty means only the default image. A user's own environment images
-    /// are always allowed.
-    pub allowed_images: Vec<String>,
-    /// Memory limit per container, MiB.
-    pub memory_mb: u64,
-    /// CPUs per container.
-    pub cpus: f64,
-    /// Process limit per container.
-    pub pids: i64,
-    /// OCI runtime (for example `runsc` for gVisor); the engine's default when empty.
-    pub runtime: String,
-    /// Pre-created containers kept ready for the default image.
-    pub pool_size: usize,
-    /// How long a finished task's container is kept for a follow-up, seconds.
-    pub idle_secs: u64,
-    /// Longest a repository's `setup` or `prepare` may run, seconds.
-    pub setup_timeout_secs: u64,
 }
 
 /// `[retention]`.
@@ -258,26 +225,9 @@ impl Default for Config {
             github: GithubConfig::default(),
             auth: AuthConfig::default(),
             retention: RetentionConfig::default(),
+            warnings: Vec::new(),
             jwt_secret: crate::secrets::Secret::default(),
             data_dir: PathBuf::new(),
-        }
-    }
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            backend: None,
-            network: true,
-            image: String::new(),
-            allowed_images: Vec::new(),
-            memory_mb: 2048,
-            cpus: 2.0,
-            pids: 512,
-            runtime: String::new(),
-            pool_size: 2,
-            idle_secs: 600,
-            setup_timeout_secs: 1800,
         }
     }
 }
@@ -375,6 +325,7 @@ impl Config {
         config.data_dir = data_dir.to_path_buf();
         config.apply_env(env)?;
         config.validate()?;
+        config.warnings = config.sandbox.warnings();
         Ok(config)
     }
 
@@ -389,18 +340,7 @@ impl Config {
         if let Some(v) = get("DOCKHAND_PUBLIC_URL") {
             self.public_url = v;
         }
-        if let Some(v) = get("DOCKHAND_SANDBOX") {
-            self.sandbox.backend = Some(match v.as_str() {
-                "docker" => Backend::Docker,
-                "local" => Backend::Local,
-                other => {
-                    return Err(ConfigError::Env {
-                        name: "DOCKHAND_SANDBOX",
-                        message: format!("unknown sandbox backend {other:?}; use docker or local"),
-                    });
-                }
-            });
-        }
+        self.sandbox.apply_env(&get)?;
         if let Some(v) = get("DOCKHAND_ALLOW_LOCAL_REPOS") {
             self.allow_local_repos = Some(parse_bool("DOCKHAND_ALLOW_LOCAL_REPOS", &v)?);
         }
@@ -437,11 +377,7 @@ impl Config {
         if self.scheduler.max_concurrent == 0 {
             return Err(bad("scheduler.max_concurrent must be at least 1"));
         }
-        if self.sandbox.memory_mb < 64 || self.sandbox.cpus <= 0.0 || self.sandbox.pids < 16 {
-            return Err(bad(
-                "sandbox.memory_mb must be at least 64, sandbox.cpus above 0 and sandbox.pids at least 16",
-            ));
-        }
+        self.sandbox.validate().map_err(|m| bad(&m))?;
         if self.model.name.trim().is_empty() {
             return Err(bad("model.name must not be empty"));
         }

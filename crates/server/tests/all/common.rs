@@ -309,9 +309,11 @@ pub async fn next_msg(ws: &mut Ws) -> Option<WsMessage> {
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    // Workspaces belong to the sandbox's uid, not the test's.
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .output()
         .unwrap();

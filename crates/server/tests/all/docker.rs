@@ -157,7 +157,7 @@ fn docker0() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn network_none_cuts_the_sandbox_off() {
+async fn a_repository_may_narrow_open_to_none() {
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let probe = format!(
@@ -169,7 +169,10 @@ async fn network_none_cuts_the_sandbox_off() {
         .text("Done.")
         .turn(bash(&probe))
         .text("Done.");
-    let h = Harness::docker(scenario, |_| {}).await;
+    let h = Harness::docker(scenario, |c| {
+        c.sandbox.network.level = dockhand_protocol::NetworkLevel::Open;
+    })
+    .await;
     let open = h.repo(&[("README", "r\n")]);
     let closed = h.repo(&[
         ("README", "r\n"),
@@ -183,7 +186,7 @@ async fn network_none_cuts_the_sandbox_off() {
     let without = &results(&h.events(b.id.as_str()).await)[0];
     assert_eq!(
         with.output, "connected",
-        "bridge reaches the host: {with:?}"
+        "open reaches the host's network: {with:?}"
     );
     assert_ne!(without.exit_code, Some(0), "{without:?}");
     assert!(!without.output.contains("connected"), "{without:?}");
