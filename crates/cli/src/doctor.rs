@@ -50,8 +50,8 @@ async fn docker(r: &mut Report, config: &dockhand_server::Config) {
         Err(e) => {
             return r.warn(
                 "docker",
-                &format!("{e}; tasks will use the local sandbox"),
-                "start the Docker engine for container sandboxes",
+                &dockhand_server::sandboxes::fallback_warning(&e),
+                "start the Docker engine for container sandboxes, or set sandbox.backend",
             );
         }
     };
@@ -78,6 +78,66 @@ async fn docker(r: &mut Report, config: &dockhand_server::Config) {
             &e.to_string(),
             "check that the engine is healthy (docker info)",
         ),
+    }
+}
+
+/// The local backend as the configuration has it: bubblewrap, and its limits.
+async fn local(r: &mut Report, config: Option<&dockhand_server::Config>) {
+    use dockhand_sandbox::SandboxError;
+    let state = std::env::temp_dir().join(format!("dockhand-doctor-{}", std::process::id()));
+    let mut lconf = match config {
+        Some(c) => dockhand_server::sandboxes::local_config(c, None),
+        None => dockhand_sandbox::local::LocalConfig::new(&state),
+    };
+    lconf.state_dir = state.clone();
+    let report = |r: &mut Report, e: SandboxError| match e {
+        SandboxError::Unavailable { what, reason, fix } => {
+            r.fail("sandbox (local)", &format!("{what}: {reason}"), &fix)
+        }
+        other => r.fail(
+            "sandbox (local)",
+            &other.to_string(),
+            "apt-get install bubblewrap",
+        ),
+    };
+    match dockhand_sandbox::local::LocalProvider::new(lconf) {
+        Ok(p) => match p.check().await {
+            Ok(version) => {
+                r.ok(
+                    "sandbox (local)",
+                    &format!("{version} can create sandboxes"),
+                );
+                match p.limits_kind() {
+                    Some(kind) => r.ok("local limits", &format!("memory, processes and CPU per sandbox ({kind})")),
+                    None => r.warn(
+                        "local limits",
+                        "none (sandbox.local_limits = \"none\"): a local sandbox may use the whole machine",
+                        "set sandbox.local_limits = \"cgroup\" on a host with cgroups",
+                    ),
+                }
+            }
+            Err(e) => report(r, e),
+        },
+        Err(e) => report(r, e),
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The network level tasks get, and what `open` exposes.
+fn network(r: &mut Report, config: &dockhand_server::Config) {
+    use dockhand_protocol::NetworkLevel;
+    let level = config.sandbox.network.level;
+    match level {
+        NetworkLevel::Open => r.warn(
+            "network",
+            "sandbox.network = \"open\": sandboxes reach the whole network, the LAN, the cloud \
+             metadata address and the host's ports included",
+            "use \"allowlist\" (the default), or add the host firewall rules the README shows",
+        ),
+        _ => r.ok("network", &format!("sandbox.network = \"{level}\"")),
+    }
+    for w in &config.warnings {
+        r.warn("configuration", w, "update dockhand.toml");
     }
 }
 
@@ -142,31 +202,10 @@ pub async fn run() -> Result<ExitCode> {
         docker(&mut r, c).await;
     }
 
-    let provider =
-        dockhand_sandbox::local::LocalProvider::new(dockhand_sandbox::local::LocalConfig::new(
-            std::env::temp_dir().join(format!("dockhand-doctor-{}", std::process::id())),
-        ));
-    match provider {
-        Ok(p) => match p.check().await {
-            Ok(version) => r.ok(
-                "sandbox (local)",
-                &format!("{version} can create sandboxes"),
-            ),
-            Err(e) => r.fail(
-                "sandbox (local)",
-                &e.to_string(),
-                "apt-get install bubblewrap",
-            ),
-        },
-        Err(e) => r.fail(
-            "sandbox (local)",
-            &e.to_string(),
-            "apt-get install bubblewrap",
-        ),
+    local(&mut r, config.as_ref()).await;
+    if let Some(c) = &config {
+        network(&mut r, c);
     }
-    let _ = std::fs::remove_dir_all(
-        std::env::temp_dir().join(format!("dockhand-doctor-{}", std::process::id())),
-    );
 
     if let Some(c) = &config {
         match &c.model.api_key {

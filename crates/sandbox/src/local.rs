@@ -285,9 +285,9 @@ impl LocalProvider {
         &self.host
     }
 
-    /// Whether sandboxes get cgroup limits.
-    pub fn has_limits(&self) -> bool {
-        self.cgroups.is_some()
+    /// How sandboxes are limited (`cgroup v1`, `cgroup v2`); `None` without limits.
+    pub fn limits_kind(&self) -> Option<&'static str> {
+        self.cgroups.as_ref().map(Hierarchy::kind)
     }
 
     fn make(&self, spec: SandboxSpec) -> Result<LocalSandbox> {

@@ -782,3 +782,48 @@ async fn default_image_real_mmdebstrap_build_takes_about_a_minute() {
     eprintln!("second build (current): {:?}", again.duration);
     assert!(!again.built);
 }
+
+#[tokio::test]
+async fn env_cache_setup_runs_with_few_capabilities_no_new_privileges_and_the_tasks_limits() {
+    let docker = docker().await;
+    let base = base_image(&docker).await;
+    let mut cleanup = Cleanup::new();
+    let setup = format!(
+        "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+         cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+         echo {}",
+        unique("token")
+    );
+    let req = EnvBuild {
+        network: NetworkLevel::None,
+        limits: Limits {
+            memory_bytes: 300 << 20,
+            nano_cpus: 1_000_000_000,
+            pids: 99,
+        },
+        ..env_build(&base, &setup, &cleanup)
+    };
+    let mut output = Vec::new();
+    let built = ensure_env_image(&docker, &req, None, |c| output.extend_from_slice(c))
+        .await
+        .unwrap();
+    cleanup.images.push(built.image.clone());
+    let text = String::from_utf8_lossy(&output);
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID, SETUID and SETFCAP, nothing more.
+    assert!(text.contains("CapEff:\t00000000800000db"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    assert!(text.contains(&format!("{}\n99\n", 300u64 << 20)), "{text}");
+    // The build's own proxy settings are not baked into the image.
+    let env = docker
+        .inspect_image(&built.image)
+        .await
+        .unwrap()
+        .config
+        .and_then(|c| c.env)
+        .unwrap_or_default();
+    assert!(
+        !env.iter().any(|e| e.to_lowercase().contains("proxy")),
+        "{env:?}"
+    );
+    remove_image(&docker, &built.image).await.unwrap();
+}

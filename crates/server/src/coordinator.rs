@@ -53,8 +53,9 @@ pub enum StartError {
     /// Local auth could not be set up.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
-    /// The sandbox backend is unusable.
-    #[error("sandbox: {0}")]
+    /// The sandbox backend is unusable. (Transparent: the sandbox's error names
+    /// the missing piece, and a prefix here would print it twice in a chain.)
+    #[error(transparent)]
     Sandbox(#[from] dockhand_sandbox::SandboxError),
     /// The model client could not be built.
     #[error("model client: {0}")]

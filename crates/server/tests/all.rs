@@ -23,6 +23,10 @@ mod faults;
 mod gc;
 #[path = "all/images.rs"]
 mod images;
+#[path = "all/local.rs"]
+mod local;
+#[path = "all/network.rs"]
+mod network;
 #[path = "all/pull_requests.rs"]
 mod pull_requests;
 #[path = "all/security.rs"]

@@ -104,6 +104,9 @@ impl BashTool {
         };
         let (ended, capture) = self.run(command, out).await;
         out.finish();
+        if let Err(e) = sandbox.after_command().await {
+            tracing::warn!(error = %e, "tidying the workspace after a command");
+        }
         let after = sandbox.limit_marks().await;
         self.marks = Some(after);
         let mut text = capture.text();
@@ -112,7 +115,9 @@ impl BashTool {
         }
         let mut text = cap_text(&text, self.limits.result_cap);
         if let Some(why) = sandbox.explain_limits(before, after) {
-            let _ = write!(text, "{}[{why}]", sep(&text));
+            for line in why.lines() {
+                let _ = write!(text, "{}[{line}]", sep(&text));
+            }
         }
         if let Some(note) = note {
             text = format!("[{note}]\n{text}");

@@ -416,24 +416,41 @@ pub(crate) async fn launch(
     if spec.network == NetworkLevel::Open {
         ensure_open_network(docker).await?;
     }
-    let body = plan::plan(config, spec, plan::labels(&config.coordinator_id, role));
-    let suffix = format!("{:08x}", rand::random::<u32>());
-    let options = CreateContainerOptions {
-        name: Some(plan::container_name(role, &suffix)),
-        ..Default::default()
-    };
     let image = plan::image(config, spec);
-    let created = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|e| create_error(what(), image, config.runtime.as_deref(), e))?;
-    if let Err(e) = docker.start_container(&created.id, None).await {
-        // A container that never ran is of no use to anyone.
-        let _ = remove(docker, &created.id).await;
-        return Err(create_error(what(), image, config.runtime.as_deref(), e));
+    // The runtime has been seen to fail a start now and then under heavy
+    // concurrent container churn ("stat /sbin/docker-init: permission
+    // denied"); a fresh container then starts. Nothing ran, so one more try is safe.
+    let mut retried = false;
+    loop {
+        let body = plan::plan(config, spec, plan::labels(&config.coordinator_id, role));
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let options = CreateContainerOptions {
+            name: Some(plan::container_name(role, &suffix)),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| create_error(what(), image, config.runtime.as_deref(), e))?;
+        match docker.start_container(&created.id, None).await {
+            Ok(()) => {
+                tracing::debug!(container = short(&created.id), role = ?role, "container started");
+                return Ok(created.id);
+            }
+            Err(e) => {
+                // A container that never ran is of no use to anyone.
+                let _ = remove(docker, &created.id).await;
+                let transient = message(&e).contains("OCI runtime create failed")
+                    && !message(&e).to_ascii_lowercase().contains("runtime \"");
+                if transient && !retried {
+                    tracing::warn!(role = ?role, error = %message(&e), "starting a container failed; trying once more");
+                    retried = true;
+                    continue;
+                }
+                return Err(create_error(what(), image, config.runtime.as_deref(), e));
+            }
+        }
     }
-    tracing::debug!(container = short(&created.id), role = ?role, "container started");
-    Ok(created.id)
 }
 
 /// Makes the `open` network if the engine lacks it: a bridge with

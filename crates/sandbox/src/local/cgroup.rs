@@ -101,10 +101,18 @@ impl Hierarchy {
         let probe = hierarchy.create(&format!("probe-{}", std::process::id()), &Limits::default());
         match probe {
             Ok(group) => {
-                group.remove();
+                group.remove_now();
                 Ok(hierarchy)
             }
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `cgroup v2` or `cgroup v1`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.trees {
+            Trees::V2(_) => "cgroup v2",
+            Trees::V1 { .. } => "cgroup v1",
         }
     }
 
@@ -226,13 +234,31 @@ impl Group {
         crate::docker::limits::read_host(&self.memory_events, &self.pids_events).unwrap_or_default()
     }
 
-    /// Removes the group; it must hold no process any more.
-    pub(crate) fn remove(&self) {
+    /// Removes a group that never held a process.
+    fn remove_now(&self) {
         for dir in &self.dirs {
-            if let Err(e) = std::fs::remove_dir(dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "removing a sandbox cgroup");
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Removes the group once its processes are gone: a killed sandbox's last
+    /// processes leave the group moments after bubblewrap has exited.
+    pub(crate) async fn remove(&self) {
+        for dir in &self.dirs {
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "removing a sandbox cgroup");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -110,6 +110,9 @@ impl Slirp {
             .open_receiver(&pipes.info)
             .map_err(io("opening the info pipe"))?;
         let pid = read_child_pid(&mut info).await?;
+        // slirp4netns brings the namespace's loopback up; bubblewrap must have
+        // set loopback up itself first, or its own setup fails.
+        wait_until_blocked(pid).await;
         let mut ready = pipe::OpenOptions::new()
             .read_write(true)
             .open_receiver(&pipes.ready)
@@ -153,6 +156,23 @@ impl Slirp {
             _child: child,
             _pipes: pipes,
         })
+    }
+}
+
+/// Waits until bubblewrap's child sits in `read(FD_BLOCK)`: its namespace is
+/// set up and it waits for us. Where `/proc/PID/syscall` cannot be read (not
+/// root), it returns at once.
+async fn wait_until_blocked(pid: u32) {
+    let waiting = format!("0 {:#x} ", super::plan::FD_BLOCK);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(text) if text.starts_with(&waiting) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "cannot see whether the sandbox waits; going on");
+                return;
+            }
+        }
     }
 }
 

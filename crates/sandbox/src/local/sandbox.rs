@@ -125,7 +125,7 @@ impl Sandbox for LocalSandbox {
     async fn destroy(&self) -> Result<()> {
         self.tracker.kill_all().await;
         if let Some(group) = &self.group {
-            group.remove();
+            group.remove().await;
         }
         let mut live = super::lock(&self.live);
         if live

@@ -221,3 +221,27 @@ async fn no_level_reaches_the_hosts_loopback() {
     // The listener was reachable from the host all along.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seccomp_filter_refuses_kernel_surface_but_threads_still_work() {
+    let host = Host::new();
+    let sb = host.sandbox(false).await;
+    // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING) and bpf(): allowed to
+    // any user without the filter, EPERM with it. Threads need clone3's fallback.
+    let script = "import ctypes, threading\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  for name, nr, args in [('keyctl', 250, (0, -3, 0)), ('bpf', 321, (0, 0, 0))]:\n\
+                  \x20   r = libc.syscall(nr, *args)\n\
+                  \x20   print(name, r, ctypes.get_errno())\n\
+                  t = threading.Thread(target=lambda: print('thread ran'))\n\
+                  t.start(); t.join()\n";
+    let out = exec(&*sb, ExecRequest::new(["python3", "-c", script])).await;
+    let text = text(&out.stdout);
+    assert!(
+        text.contains("keyctl -1 1\n"),
+        "{text}{}",
+        super::harness::text(&out.stderr)
+    );
+    assert!(text.contains("bpf -1 1\n"), "{text}");
+    assert!(text.contains("thread ran"), "{text}");
+}

@@ -47,6 +47,22 @@ impl Harness {
     }
 
     pub async fn with_fake(fake: FakeAnthropic, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::with_listener(fake, listener, tweak).await
+    }
+
+    /// A harness whose coordinator listens on every address (`0.0.0.0`), as a
+    /// server exposed to its network would.
+    pub async fn start_public(scenario: Scenario, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        Self::with_listener(FakeAnthropic::start(scenario).await, listener, tweak).await
+    }
+
+    async fn with_listener(
+        fake: FakeAnthropic,
+        listener: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let url = fake.base_url();
@@ -58,8 +74,8 @@ impl Harness {
         let mut config = Config::load(&data, &env).unwrap();
         // Tests pick their backend; docker ones say so.
         config.sandbox.backend = Some(dockhand_server::config::Backend::Local);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        config.public_url = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        config.public_url = format!("http://127.0.0.1:{port}");
         tweak(&mut config);
         let coord = Coordinator::start(config.clone(), Some(listener))
             .await
@@ -68,7 +84,7 @@ impl Harness {
             .unwrap()
             .trim()
             .to_owned();
-        let base = coord.base_url();
+        let base = format!("http://127.0.0.1:{}", coord.addr().port());
         Harness {
             dir,
             fake,

@@ -403,6 +403,9 @@ async fn a_task_started_from_the_page_streams_and_finishes(viewport: Viewport) {
     );
     let usage = b.text("[data-usage]").await;
     assert!(usage.ends_with(" tokens"), "{usage}");
+    // The sandbox's network level is on the page.
+    let network = b.text(".chip.net-allowlist").await;
+    assert_eq!(network, "network allowlist");
     b.check_events_match(&h, &id).await;
     b.no_sideways_scroll("task view").await;
     b.screenshot("task-tool").await;

@@ -8,6 +8,13 @@
 
 import { TERMINAL, api, count, duration, el, fromTemplate, setOffline, shortRepo, tokens } from "./util.js";
 
+/** What each network level means, for the chip's tooltip. */
+const NETWORK_HELP = {
+  none: "no network: loopback only",
+  allowlist: "only allowed names, through Dockhand's egress proxy",
+  open: "unfiltered outbound network",
+};
+
 /** Text kept per tool call; older output is dropped from the page (not the log). */
 const OUTPUT_CAP = 64 * 1024;
 /** Waits between reconnect attempts; reset once a connection catches up. */
@@ -340,7 +347,16 @@ export class TaskView {
         return;
       }
       case "phase":
-        this.step(m.seq, el("span.chip", { title: d.detail ? `start-up: ${d.detail}` : "start-up" }, `${d.phase} `, el("b", { text: duration(d.duration_ms || 0) })));
+        if (d.phase === "policy") {
+          this.step(m.seq, el("span.chip.policy", { title: d.detail || "" }, "policy: ", el("b", { text: d.detail || "" })));
+          return;
+        }
+        {
+          const chip = el("span.chip", { title: d.detail ? `start-up: ${d.detail}` : "start-up" }, `${d.phase} `, el("b", { text: duration(d.duration_ms || 0) }));
+          // One element per event: the network level rides along in the phase's own element.
+          const net = d.network ? el(`span.chip.net-${d.network}`, { title: NETWORK_HELP[d.network] || "" }, "network ", el("b", { text: d.network })) : "";
+          this.step(m.seq, d.network ? el("span.chips", {}, chip, " ", net) : chip);
+        }
         return;
       case "user_message":
         this.row("user", m.seq, el("div.who", { text: "You" }), el("div.text", { text: d.text }));
