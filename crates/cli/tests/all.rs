@@ -61,6 +61,19 @@ struct Env {
     backend: String,
 }
 
+impl Drop for Env {
+    /// A `dockhand serve` killed with SIGKILL leaves its workspaces mount (the
+    /// next start on the same data dir would take it over); the test ends here.
+    fn drop(&mut self) {
+        let workspaces = self.data().join("workspaces");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let path = workspaces.to_string_lossy().into_owned();
+        if mounts.lines().any(|l| l.split(' ').nth(4) == Some(path.as_str())) {
+            let _ = Command::new("umount").arg("-l").arg(&workspaces).status();
+        }
+    }
+}
+
 impl Env {
     async fn new(scenario: Scenario) -> Env {
         Self::with_backend(scenario, "local").await

@@ -186,8 +186,18 @@ impl Hierarchy {
     }
 
     /// Removes groups this coordinator left in an earlier run (their processes
-    /// died with it).
+    /// died with it), and the empty scopes of coordinators that are gone (a live
+    /// one makes its scope again when it needs it).
     pub(crate) fn remove_stale(&self) {
+        for scope in self.scopes() {
+            let Some(top) = scope.parent() else { continue };
+            for entry in std::fs::read_dir(top).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && entry.path() != scope {
+                    // Fails, harmlessly, while the scope still holds a sandbox's group.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
         for parent in self.scopes() {
             let Ok(entries) = std::fs::read_dir(&parent) else {
                 continue;
@@ -202,7 +212,10 @@ impl Hierarchy {
 }
 
 fn make(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io(format!("creating cgroup {}", dir.display())))
+    // Once more if a parent vanished meanwhile (another coordinator tidying up).
+    std::fs::create_dir_all(dir)
+        .or_else(|_| std::fs::create_dir_all(dir))
+        .map_err(io(format!("creating cgroup {}", dir.display())))
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {

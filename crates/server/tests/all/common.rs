@@ -264,6 +264,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Before the data dir goes: the coordinator unmounts its workspaces.
+        drop(self.coord.take());
         // Docker containers outlive the test process; remove this coordinator's.
         if self.data_dir().join("coordinator-id").exists() && docker_answers() {
             let ids = self.containers();
@@ -273,6 +275,20 @@ impl Drop for Harness {
                     .arg("-f")
                     .args(&ids)
                     .output();
+            }
+            // And the environment images its setups built (they carry its label).
+            let id = std::fs::read_to_string(self.data_dir().join("coordinator-id")).unwrap();
+            let out = Command::new("docker")
+                .args(["images", "-q", "--filter", "label=dockhand.env=1", "--filter"])
+                .arg(format!("label=dockhand.coordinator={}", id.trim()))
+                .output()
+                .unwrap();
+            let images: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if !images.is_empty() {
+                let _ = Command::new("docker").args(["rmi", "-f"]).args(&images).output();
             }
         }
     }
