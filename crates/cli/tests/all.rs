@@ -68,7 +68,10 @@ impl Drop for Env {
         let workspaces = self.data().join("workspaces");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let path = workspaces.to_string_lossy().into_owned();
-        if mounts.lines().any(|l| l.split(' ').nth(4) == Some(path.as_str())) {
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
+        {
             let _ = Command::new("umount").arg("-l").arg(&workspaces).status();
         }
     }

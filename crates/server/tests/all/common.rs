@@ -279,7 +279,13 @@ impl Drop for Harness {
             // And the environment images its setups built (they carry its label).
             let id = std::fs::read_to_string(self.data_dir().join("coordinator-id")).unwrap();
             let out = Command::new("docker")
-                .args(["images", "-q", "--filter", "label=dockhand.env=1", "--filter"])
+                .args([
+                    "images",
+                    "-q",
+                    "--filter",
+                    "label=dockhand.env=1",
+                    "--filter",
+                ])
                 .arg(format!("label=dockhand.coordinator={}", id.trim()))
                 .output()
                 .unwrap();
@@ -288,7 +294,10 @@ impl Drop for Harness {
                 .map(str::to_owned)
                 .collect();
             if !images.is_empty() {
-                let _ = Command::new("docker").args(["rmi", "-f"]).args(&images).output();
+                let _ = Command::new("docker")
+                    .args(["rmi", "-f"])
+                    .args(&images)
+                    .output();
             }
         }
     }
