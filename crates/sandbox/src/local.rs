@@ -8,13 +8,16 @@
 //!
 //! When the coordinator runs as root, commands never do: the launch joins the
 //! sandbox's cgroups, then drops to an unprivileged host uid (`setpriv`) before
-//! bubblewrap starts, so the sandbox user maps to that uid, never to root.
+//! bubblewrap starts, so the sandbox user maps to that uid, never to root. What
+//! bwrap binds is then reached through a runtime directory under `/run` (the
+//! workspace by a `nosuid,nodev` bind), so the data directory can stay 0700.
 
 mod cgroup;
 mod mount;
 mod net;
 mod plan;
 mod run;
+mod runtime;
 mod sandbox;
 mod seccomp;
 
@@ -33,6 +36,7 @@ use async_trait::async_trait;
 
 use self::cgroup::Hierarchy;
 pub use self::mount::NosuidMount;
+use self::mount::WorkspaceBind;
 pub use self::mount::nosuid_mount;
 use self::net::EgressSocket;
 pub use self::plan::ETC_ENTRIES;
@@ -44,6 +48,7 @@ pub use self::plan::SANDBOX_PATH;
 pub use self::plan::SANDBOX_UID;
 pub use self::plan::plan;
 use self::run::HostSide;
+use self::runtime::RuntimeDir;
 use self::sandbox::LocalSandbox;
 use crate::ExecRequest;
 use crate::NetworkLevel;
@@ -71,8 +76,9 @@ const USERNS_FIX: &str = "allow unprivileged user namespaces (sysctl \
 pub struct LocalConfig {
     /// The bwrap program: a path, or a name looked up on `PATH`.
     pub bwrap: PathBuf,
-    /// A directory of the coordinator's for the generated `etc/passwd` and
-    /// `etc/group`, the helper, seccomp programs and egress sockets. Sandboxes see
+    /// A directory of the coordinator's for seccomp programs and pipes, and, unless
+    /// the coordinator is root (then they are under `/run/dockhand`), the generated
+    /// `etc/passwd` and `etc/group`, the helper and egress sockets. Sandboxes see
     /// the generated files, the helper and their own socket, nothing else of it.
     pub state_dir: PathBuf,
     /// When the coordinator runs as root: the unprivileged host uid (and gid)
@@ -184,20 +190,24 @@ impl LocalProvider {
             None
         };
 
-        // The sandbox uid must traverse to the generated files and its socket.
         let state_dir = &config.state_dir;
-        for dir in [
-            state_dir.clone(),
-            state_dir.join("etc"),
-            state_dir.join("egress"),
-        ] {
-            make_dir(&dir, 0o711)?;
-        }
+        make_dir(state_dir, 0o700)?;
         make_dir(&state_dir.join("run"), 0o700)?;
         // Absolute, because bwrap resolves bind sources against its own cwd.
         let state_dir = std::fs::canonicalize(state_dir)
             .map_err(|e| SandboxError::io(format!("resolving {}", state_dir.display()), e))?;
-        let etc = state_dir.join("etc");
+        // What bwrap binds by path: under /run when it runs as the sandbox uid.
+        let runtime = match drop_to {
+            Some(_) => Some(Arc::new(RuntimeDir::create()?)),
+            None => {
+                for sub in ["etc", "egress"] {
+                    make_dir(&state_dir.join(sub), 0o700)?;
+                }
+                None
+            }
+        };
+        let shared = runtime.as_ref().map_or(state_dir.as_path(), |r| r.path());
+        let etc = shared.join("etc");
         let passwd = write_state_file(
             &etc.join("passwd"),
             plan::passwd_contents().as_bytes(),
@@ -209,7 +219,7 @@ impl LocalProvider {
             b"nameserver 10.0.2.3\n",
             0o644,
         )?;
-        let helper = write_state_file(&state_dir.join("helper"), crate::helper::HELPER, 0o755)?;
+        let helper = write_state_file(&etc.join("helper"), crate::helper::HELPER, 0o755)?;
         let [eperm, enosys] = seccomp::programs()?;
         let eperm = write_state_file(&state_dir.join("seccomp-eperm.bpf"), &eperm, 0o600)?;
         let enosys = write_state_file(&state_dir.join("seccomp-enosys.bpf"), &enosys, 0o600)?;
@@ -219,6 +229,8 @@ impl LocalProvider {
             seccomp: [PathBuf::from(eperm), PathBuf::from(enosys)],
             slirp4netns: find_program(Path::new("slirp4netns")),
             run_dir: state_dir.join("run"),
+            egress_dir: shared.join("egress"),
+            runtime,
         };
         Ok(LocalProvider {
             host: Arc::new(HostLayout::probe(
@@ -300,7 +312,7 @@ impl LocalProvider {
         let refusals = RefusalLog::default();
         let egress = match (spec.network, &self.egress) {
             (NetworkLevel::Allowlist, Some(egress)) => {
-                let path = self.state_dir.join("egress").join(format!("{id}.sock"));
+                let path = self.side.egress_dir.join(format!("{id}.sock"));
                 let owner = self.side.drop_to.as_ref().map(|(_, uid)| *uid);
                 let socket = EgressSocket::bind(
                     path,
@@ -313,9 +325,18 @@ impl LocalProvider {
             }
             _ => None,
         };
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let bind = match &self.side.runtime {
+            Some(runtime) => Some(WorkspaceBind::new(
+                &spec.workspace,
+                runtime.path().join("ws").join(generation.to_string()),
+            )?),
+            None => None,
+        };
         Ok(LocalSandbox {
             id,
             spec,
+            bind,
             host: Arc::clone(&self.host),
             side: Arc::clone(&self.side),
             group,
@@ -323,7 +344,7 @@ impl LocalProvider {
             refusals,
             tracker: Arc::default(),
             live: Arc::clone(&self.live),
-            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            generation,
         })
     }
 }

@@ -98,28 +98,6 @@ fn make_dir(path: &Path) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
-/// For local sandboxes that run as an unprivileged uid: that uid must traverse
-/// the data directory to its workspace (0711, no listing), and the workspaces
-/// are a `nosuid,nodev` mount.
-fn local_workspaces(
-    data_dir: &Path,
-    unprivileged: bool,
-) -> Result<Option<dockhand_sandbox::local::NosuidMount>, StartError> {
-    use std::os::unix::fs::PermissionsExt;
-    let workspaces = data_dir.join("workspaces");
-    if unprivileged {
-        for dir in [data_dir, workspaces.as_path()] {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(|e| {
-                StartError::DataDir {
-                    path: dir.display().to_string(),
-                    source: e,
-                }
-            })?;
-        }
-    }
-    Ok(dockhand_sandbox::local::nosuid_mount(&workspaces)?)
-}
-
 /// Writes a small file readable by its owner only.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -208,7 +186,9 @@ impl Coordinator {
                 crate::sandboxes::Chosen::Docker(d) => (d.clone(), Some(d), None),
                 crate::sandboxes::Chosen::Local(l, warning) => {
                     warnings.extend(warning);
-                    let mount = local_workspaces(&data_dir, l.workspace_owner().is_some())?;
+                    // A setuid file left in a workspace gains nothing on the host.
+                    let workspaces = data_dir.join("workspaces");
+                    let mount = dockhand_sandbox::local::nosuid_mount(&workspaces)?;
                     (l, None, mount)
                 }
             };

@@ -96,6 +96,8 @@ pub struct HostLayout {
 pub struct Request<'a> {
     /// The sandbox.
     pub spec: &'a SandboxSpec,
+    /// The host directory bound at `/workspace`: the spec's, or a bind of it.
+    pub workspace: &'a Path,
     /// Program and arguments.
     pub argv: &'a [String],
     /// Working directory: relative to `/workspace`, absolute, or `/workspace` when `None`.
@@ -222,7 +224,7 @@ pub fn plan(host: &HostLayout, req: &Request<'_>) -> Vec<String> {
     };
 
     push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-    let workspace = spec.workspace.to_string_lossy();
+    let workspace = req.workspace.to_string_lossy();
     push(&["--bind", &workspace, WORKSPACE]);
     let cwd = match req.cwd {
         None => WORKSPACE.to_owned(),

@@ -51,6 +51,7 @@ fn plan_with(
 ) -> Vec<String> {
     let req = Request {
         spec,
+        workspace: &spec.workspace,
         argv,
         cwd,
         env,

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::net;
+use super::runtime::RuntimeDir;
 use crate::ExecOutput;
 use crate::OutputSink;
 use crate::OutputStream;
@@ -160,6 +161,10 @@ pub(crate) struct HostSide {
     pub(crate) slirp4netns: Option<PathBuf>,
     /// Where per-command pipes are made.
     pub(crate) run_dir: PathBuf,
+    /// Where egress sockets are made.
+    pub(crate) egress_dir: PathBuf,
+    /// As root: the runtime directory, kept while any sandbox lives.
+    pub(crate) runtime: Option<Arc<RuntimeDir>>,
 }
 
 /// A bwrap command line: the planned arguments, and how to start them.

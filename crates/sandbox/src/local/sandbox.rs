@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::BACKEND;
 use super::HostLayout;
 use super::cgroup::Group;
+use super::mount::WorkspaceBind;
 use super::net::EgressSocket;
 use super::plan::Request;
 use super::plan::plan;
@@ -49,6 +50,8 @@ pub(super) type Live = Mutex<HashMap<String, (u64, String)>>;
 pub(super) struct LocalSandbox {
     pub(super) id: String,
     pub(super) spec: SandboxSpec,
+    /// As root: the workspace bound where the sandbox uid reaches it.
+    pub(super) bind: Option<WorkspaceBind>,
     pub(super) host: Arc<HostLayout>,
     pub(super) side: Arc<HostSide>,
     pub(super) group: Option<Group>,
@@ -70,6 +73,10 @@ impl LocalSandbox {
         let socket = self.egress.as_ref().map(|e| e.path.to_string_lossy());
         let req = Request {
             spec: &self.spec,
+            workspace: self
+                .bind
+                .as_ref()
+                .map_or(&self.spec.workspace, |b| b.path()),
             argv,
             cwd,
             env,

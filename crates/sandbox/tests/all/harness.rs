@@ -35,6 +35,10 @@ impl Host {
             .prefix("sandbox-test-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
+        // Closed to others, as a data directory under /root is: the sandbox's
+        // unprivileged uid reaches its workspace through the runtime's bind.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let data = dir.path().join("data");
         for task in ["t1", "t2"] {
             std::fs::create_dir_all(data.join("workspaces").join(task)).unwrap();
@@ -43,12 +47,7 @@ impl Host {
         std::fs::write(data.join("workspaces/t2/secret.txt"), "other task").unwrap();
         let provider = LocalProvider::new(LocalConfig::new(data.join("state")))
             .unwrap_or_else(|e| panic!("the local sandbox tests need bubblewrap: {e}"));
-        // As the coordinator does: the sandbox's host uid traverses to its workspace
-        // and owns it.
-        use std::os::unix::fs::PermissionsExt;
-        for d in [dir.path(), &data, &data.join("workspaces")] {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
-        }
+        // As the coordinator does: the sandbox's host uid owns its workspace.
         if let Some(uid) = provider.workspace_owner() {
             for task in ["t1", "t2"] {
                 let ws = data.join("workspaces").join(task);

@@ -105,8 +105,8 @@ async fn host_files_and_sockets_are_out_of_reach() {
     let socket = host.data.join("docker.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let other = host.workspace("t2").join("secret.txt");
-    let state_passwd = host.data.join("state/etc/passwd");
-    for path in [&host.admin_token(), &socket, &other, &state_passwd] {
+    let state_file = host.data.join("state/seccomp-eperm.bpf");
+    for path in [&host.admin_token(), &socket, &other, &state_file] {
         assert!(path.exists(), "{} should exist on the host", path.display());
     }
 
@@ -125,7 +125,7 @@ async fn host_files_and_sockets_are_out_of_reach() {
         &host.admin_token(),
         &socket,
         &other,
-        &state_passwd,
+        &state_file,
         &host.data,
     ] {
         argv.push(path_str(path).to_owned());
