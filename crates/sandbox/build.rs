@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR unset")?);
     let helper_dir = manifest_dir.join("helper");
     println!("cargo:rerun-if-changed=helper");
+    // The mux wire format, which the helper includes.
+    println!("cargo:rerun-if-changed=src/mux_wire.rs");
     for entry in fs::read_dir(&helper_dir)? {
         let path = entry?.path();
         println!("cargo:rerun-if-changed={}", path.display());

@@ -23,6 +23,8 @@
 
 mod mux;
 mod relay;
+#[path = "../src/mux_wire.rs"]
+mod wire;
 
 use std::ffi::OsString;
 use std::io;

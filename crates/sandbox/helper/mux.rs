@@ -55,16 +55,14 @@ use crate::parse;
 use crate::say;
 use crate::spawn;
 use crate::usage;
+use crate::wire::CLOSE;
+use crate::wire::DATA;
+use crate::wire::EOF;
+use crate::wire::HEADER;
+use crate::wire::Header;
+use crate::wire::MAX_PAYLOAD;
+use crate::wire::OPEN;
 
-/// The largest payload a frame may carry.
-const MAX_PAYLOAD: usize = 65536;
-/// id (4) + kind (1) + len (4).
-const HEADER: usize = 9;
-
-const OPEN: u8 = 1;
-const DATA: u8 = 2;
-const EOF: u8 = 3;
-const CLOSE: u8 = 4;
 
 /// Bytes of frames queued for stdout before connection readers wait for the host.
 const OUTBOX_LIMIT: usize = 1 << 20;
@@ -264,19 +262,7 @@ impl Mux {
             let Some(header) = read_header(&mut input).map_err(read_error)? else {
                 return Ok(0);
             };
-            let id = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-            let kind = header[4];
-            let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
-            if len > MAX_PAYLOAD {
-                return Err(protocol_error(format!(
-                    "a frame of {len} bytes for connection {id} (at most {MAX_PAYLOAD})"
-                )));
-            }
-            if kind != DATA && len != 0 {
-                return Err(protocol_error(format!(
-                    "a frame of kind {kind} with a payload for connection {id}"
-                )));
-            }
+            let Header { id, kind, len } = Header::parse(&header).map_err(protocol_error)?;
             let payload = &mut payload[..len];
             input.read_exact(payload).map_err(read_error)?;
             match kind {
@@ -350,9 +336,7 @@ fn read_header(input: &mut impl Read) -> io::Result<Option<[u8; HEADER]>> {
 
 fn frame(id: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(HEADER + payload.len());
-    frame.extend_from_slice(&id.to_be_bytes());
-    frame.push(kind);
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&Header::encode(id, kind, payload.len()));
     frame.extend_from_slice(payload);
     frame
 }

@@ -12,6 +12,7 @@ mod files;
 pub mod helper;
 pub mod local;
 pub(crate) mod mux;
+pub(crate) mod mux_wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

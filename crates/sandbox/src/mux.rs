@@ -40,17 +40,16 @@ use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The largest payload a frame may carry.
-const MAX_PAYLOAD: usize = 65536;
+use super::mux_wire::CLOSE;
+use super::mux_wire::DATA;
+use super::mux_wire::EOF;
+use super::mux_wire::HEADER;
+use super::mux_wire::Header;
+use super::mux_wire::MAX_PAYLOAD;
+use super::mux_wire::OPEN;
+
 /// Connections live at once; an OPEN beyond them is answered with CLOSE.
 const MAX_CONNS: usize = 256;
-/// id (4) + kind (1) + len (4).
-const HEADER: usize = 9;
-
-const OPEN: u8 = 1;
-const DATA: u8 = 2;
-const EOF: u8 = 3;
-const CLOSE: u8 = 4;
 
 /// Each direction of a connection's stream buffers this much.
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -304,11 +303,8 @@ async fn write_frame<W>(output: &mut W, frame: &Frame) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    let mut header = [0; HEADER];
-    header[..4].copy_from_slice(&frame.id.to_be_bytes());
-    header[4] = frame.kind;
     // At most READ_CHUNK bytes.
-    header[5..].copy_from_slice(&(frame.payload.len() as u32).to_be_bytes());
+    let header = Header::encode(frame.id, frame.kind, frame.payload.len());
     output.write_all(&header).await?;
     output.write_all(&frame.payload).await
 }
@@ -326,20 +322,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// refused as soon as it arrives, before its payload.
     async fn next(&mut self) -> io::Result<Option<(u32, u8, Bytes)>> {
         loop {
-            if let Some(header) = self.buf.get(..HEADER) {
-                let id = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-                let kind = header[4];
-                let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
-                if len > MAX_PAYLOAD {
-                    return Err(protocol_error(format!(
-                        "a frame of {len} bytes for connection {id} (at most {MAX_PAYLOAD})"
-                    )));
-                }
-                if kind != DATA && len != 0 {
-                    return Err(protocol_error(format!(
-                        "a frame of kind {kind} with a payload for connection {id}"
-                    )));
-                }
+            if let Some(bytes) = self.buf.first_chunk::<HEADER>() {
+                let Header { id, kind, len } = Header::parse(bytes).map_err(protocol_error)?;
                 if self.buf.len() >= HEADER + len {
                     let mut frame = self.buf.split_to(HEADER + len);
                     frame.advance(HEADER);

@@ -2,13 +2,16 @@
 //! `mux` against the host side's `demux`, `relay` and `run` against a Unix echo
 //! server, and `demux` against a fake helper that breaks the protocol.
 //!
-//! `demux` is crate-private, so this target compiles `src/mux.rs` in itself. Every
+//! `demux` is crate-private, so this target compiles `src/mux.rs` (and the wire
+//! format it uses) in itself. Every
 //! wait is bounded by [`WAIT`], so a bug fails a test instead of hanging it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../src/mux.rs"]
 mod mux;
+#[path = "../src/mux_wire.rs"]
+mod mux_wire;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -11,6 +11,8 @@ use serde_json::Value;
 use serde_json::json;
 
 use crate::accounts::browser;
+use crate::accounts::device_tokens;
+use crate::accounts::personal_token;
 use crate::common::*;
 use crate::pull_requests::wait_for;
 
@@ -61,36 +63,6 @@ async fn org_setup(scenario: Scenario) -> Org {
     }
 }
 
-async fn device_tokens(h: &Harness) -> Value {
-    let http = reqwest::Client::new();
-    let start: Value = http
-        .post(format!("{}/auth/device/start", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    loop {
-        let poll: Value = http
-            .post(format!("{}/auth/device/poll", h.base))
-            .json(&json!({"handle": start["handle"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if poll["status"] == "ok" {
-            return poll["tokens"].clone();
-        }
-        assert!(
-            poll["status"] == "pending" || poll["status"] == "slow_down",
-            "{poll}"
-        );
-    }
-}
-
 async fn status_of(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
@@ -129,18 +101,7 @@ async fn a_user_who_leaves_the_allowed_org_is_refused_on_every_credential() {
     let tokens = device_tokens(&o.h).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let (cookie_client, resp) = browser(&o.h, "bob").await;
-    assert!(resp.status().is_success());
-    let created: Value = cookie_client
-        .post(format!("{}/api/v1/tokens", o.h.base))
-        .json(&json!({"name": "ci"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let api_token = created["token"].as_str().unwrap().to_owned();
+    let (cookie_client, api_token) = personal_token(&o.h, "bob").await;
     let me = format!("{}/api/v1/me", o.h.base);
     let http = &o.h.http;
     assert_eq!(status_of(http.get(&me).bearer_auth(&access)).await, 200);
@@ -273,18 +234,7 @@ async fn sign_in_state_and_tickets_are_capped_per_client_and_per_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_taken_off_allowed_users_is_refused_after_a_restart() {
     let mut o = org_setup(Scenario::new()).await;
-    let (client, resp) = browser(&o.h, "carol").await;
-    assert!(resp.status().is_success());
-    let created: Value = client
-        .post(format!("{}/api/v1/tokens", o.h.base))
-        .json(&json!({"name": "laptop"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let (_, token) = personal_token(&o.h, "carol").await;
     let me = |h: &Harness| {
         h.http
             .get(format!("{}/api/v1/me", h.base))

@@ -60,8 +60,26 @@ pub(crate) async fn browser(h: &Harness, login: &str) -> (reqwest::Client, reqwe
     (client, resp)
 }
 
-/// Signs in through the device flow (the fake approves as its first user, alice).
-async fn device_sign_in(h: &Harness) -> Value {
+/// A browser signed in as `login`, and a personal API token it made.
+pub(crate) async fn personal_token(h: &Harness, login: &str) -> (reqwest::Client, String) {
+    let (client, resp) = browser(h, login).await;
+    assert!(resp.status().is_success(), "{login}: {}", resp.status());
+    let created: Value = client
+        .post(format!("{}/api/v1/tokens", h.base))
+        .json(&json!({"name": "test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    (client, token)
+}
+
+/// Runs the device flow to its end (the fake approves as its first user):
+/// its start and every poll.
+async fn device_flow(h: &Harness) -> (Value, Vec<Value>) {
     let http = reqwest::Client::new();
     let start: Value = http
         .post(format!("{}/auth/device/start", h.base))
@@ -71,11 +89,7 @@ async fn device_sign_in(h: &Harness) -> Value {
         .json()
         .await
         .unwrap();
-    assert!(
-        start["user_code"].as_str().unwrap().contains('-'),
-        "{start}"
-    );
-    let mut seen = Vec::new();
+    let mut polls = Vec::new();
     loop {
         let poll: Value = http
             .post(format!("{}/auth/device/poll", h.base))
@@ -86,17 +100,38 @@ async fn device_sign_in(h: &Harness) -> Value {
             .json()
             .await
             .unwrap();
-        let status = poll["status"].as_str().unwrap().to_owned();
-        seen.push(status.clone());
-        if status == "slow_down" {
-            assert_eq!(poll["interval"], 1, "slow_down carries the new interval");
+        let done = poll["status"] == "ok";
+        polls.push(poll);
+        if done {
+            return (start, polls);
         }
-        if status == "ok" {
-            assert_eq!(seen, ["pending", "slow_down", "ok"]);
-            return poll;
-        }
-        assert!(seen.len() < 5, "{seen:?}");
+        assert!(polls.len() < 5, "{polls:?}");
     }
+}
+
+/// The tokens of a device-flow sign-in.
+pub(crate) async fn device_tokens(h: &Harness) -> Value {
+    let (_, polls) = device_flow(h).await;
+    polls.last().unwrap()["tokens"].clone()
+}
+
+/// Signs in through the device flow, checking each step.
+async fn device_sign_in(h: &Harness) -> Value {
+    let (start, mut polls) = device_flow(h).await;
+    assert!(
+        start["user_code"].as_str().unwrap().contains('-'),
+        "{start}"
+    );
+    let seen: Vec<&str> = polls
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["pending", "slow_down", "ok"]);
+    assert_eq!(
+        polls[1]["interval"], 1,
+        "slow_down carries the new interval"
+    );
+    polls.pop().unwrap()
 }
 
 async fn get(h: &Harness, bearer: &str, path: &str) -> (u16, Value) {

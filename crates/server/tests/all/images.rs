@@ -80,18 +80,7 @@ async fn environment_images_belong_to_their_owner() {
     );
     bare.unwrap();
     let alice = &s.access;
-    let (client, resp) = crate::accounts::browser(&s.h, "bob").await;
-    assert!(resp.status().is_success());
-    let bob: Value = client
-        .post(format!("{}/api/v1/tokens", s.h.base))
-        .json(&json!({"name": "t"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bob = bob["token"].as_str().unwrap().to_owned();
+    let (_, bob) = crate::accounts::personal_token(&s.h, "bob").await;
     let post = |token: String, body: Value| {
         let s = &s;
         async move {

@@ -67,29 +67,8 @@ pub(crate) async fn setup_full(
     } else {
         Harness::start_with(scenario, tweak).await
     };
-    let http = reqwest::Client::new();
-    let start: Value = http
-        .post(format!("{}/auth/device/start", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = loop {
-        let poll: Value = http
-            .post(format!("{}/auth/device/poll", h.base))
-            .json(&json!({"handle": start["handle"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if poll["status"] == "ok" {
-            break poll["tokens"]["access_token"].as_str().unwrap().to_owned();
-        }
-    };
+    let tokens = crate::accounts::device_tokens(&h).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
     Setup {
         h,
         gh,

@@ -10,7 +10,6 @@ use dockhand_testkit::Turn;
 use serde_json::Value;
 use serde_json::json;
 
-use crate::accounts::browser;
 use crate::common::*;
 use crate::pull_requests::Setup;
 use crate::pull_requests::create;
@@ -117,18 +116,7 @@ async fn repository_urls_on_private_addresses_are_refused() {
 
 /// A personal API token for `login`, signed in through the web flow.
 async fn token_for(s: &Setup, login: &str) -> String {
-    let (client, resp) = browser(&s.h, login).await;
-    assert!(resp.status().is_success(), "{login}: {}", resp.status());
-    let created: Value = client
-        .post(format!("{}/api/v1/tokens", s.h.base))
-        .json(&json!({"name": "test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["token"].as_str().unwrap().to_owned()
+    crate::accounts::personal_token(&s.h, login).await.1
 }
 
 #[tokio::test(flavor = "multi_thread")]
