@@ -196,7 +196,7 @@ async fn precreate_task(db: &std::path::Path) -> Result<TaskId> {
     let id = TaskId::generate();
     store.create_task(new_task(&id, user.id)).await?;
     let moved = store
-        .set_status(&id, &[TaskStatus::Queued], TaskStatus::Cancelled, None)
+        .set_status(&id, TaskStatus::Cancelled, None)
         .await?;
     if !moved {
         bail!("could not move the benchmark task out of queued");

@@ -70,6 +70,29 @@ impl TaskStatus {
             TaskStatus::Provisioning | TaskStatus::Running | TaskStatus::Publishing
         )
     }
+
+    /// The status machine: whether a task in this status may move to `to`.
+    /// A runner's task goes back to `provisioning` when a restarted coordinator
+    /// resumes it; only a published task succeeds; a finished one takes a
+    /// follow-up by going back to `queued`.
+    pub fn can_go_to(self, to: TaskStatus) -> bool {
+        use TaskStatus::*;
+        match (self, to) {
+            (Queued, Provisioning | Cancelled) => true,
+            (Provisioning | Running | Publishing, Provisioning | Failed | Cancelled) => true,
+            (Provisioning, Running) | (Running, Publishing) | (Publishing, Succeeded) => true,
+            (Succeeded | Failed | Cancelled, Queued) => true,
+            _ => false,
+        }
+    }
+
+    /// The statuses a task may be in to move to `to`.
+    pub fn sources_of(to: TaskStatus) -> Vec<TaskStatus> {
+        TaskStatus::ALL
+            .into_iter()
+            .filter(|from| from.can_go_to(to))
+            .collect()
+    }
 }
 
 impl std::fmt::Display for TaskStatus {

@@ -77,3 +77,33 @@ fn create_params_reject_unknown_fields() {
         .unwrap_err();
     assert!(err.to_string().contains("promt"), "{err}");
 }
+
+#[test]
+fn the_status_machine_is_this_table() {
+    use TaskStatus::*;
+    // Rows: from; columns: to, in `TaskStatus::ALL` order
+    // (queued, provisioning, running, publishing, succeeded, failed, cancelled).
+    let table: [(TaskStatus, [bool; 7]); 7] = [
+        (Queued, [false, true, false, false, false, false, true]),
+        (Provisioning, [false, true, true, false, false, true, true]),
+        (Running, [false, true, false, true, false, true, true]),
+        (Publishing, [false, true, false, false, true, true, true]),
+        (Succeeded, [true, false, false, false, false, false, false]),
+        (Failed, [true, false, false, false, false, false, false]),
+        (Cancelled, [true, false, false, false, false, false, false]),
+    ];
+    for (from, row) in table {
+        for (to, allowed) in TaskStatus::ALL.into_iter().zip(row) {
+            assert_eq!(from.can_go_to(to), allowed, "{from} -> {to}");
+        }
+    }
+    assert_eq!(
+        TaskStatus::sources_of(Succeeded),
+        vec![Publishing],
+        "only a published task succeeds"
+    );
+    assert_eq!(
+        TaskStatus::sources_of(Queued),
+        vec![Succeeded, Failed, Cancelled]
+    );
+}

@@ -139,12 +139,7 @@ pub async fn run_task(
         Err(e) => (TaskStatus::Failed, Some(e.to_string())),
     };
     tracing::info!(task = %id, %status, message = message.as_deref().unwrap_or(""), "task run ended");
-    let from = [
-        TaskStatus::Provisioning,
-        TaskStatus::Running,
-        TaskStatus::Publishing,
-    ];
-    if let Err(e) = deps.store.set_status(&id, &from, status, message).await {
+    if let Err(e) = deps.store.set_status(&id, status, message).await {
         tracing::error!(task = %id, error = %e, "recording the end of a task");
     }
 }
@@ -206,9 +201,8 @@ async fn run_agent(
         &deps.config.github.web_url,
     )
     .map_err(RunError::Repo)?;
-    let running = [TaskStatus::Provisioning, TaskStatus::Running];
     deps.store
-        .set_status(&task.id, &running, TaskStatus::Running, None)
+        .set_status(&task.id, TaskStatus::Running, None)
         .await?;
     let ctx = AgentCtx {
         task: task.id.clone(),
@@ -231,12 +225,7 @@ async fn run_agent(
         Err(e) => return Err(RunError::Agent(e)),
     };
     deps.store
-        .set_status(
-            &task.id,
-            &[TaskStatus::Running],
-            TaskStatus::Publishing,
-            None,
-        )
+        .set_status(&task.id, TaskStatus::Publishing, None)
         .await?;
     let published =
         crate::publish::publish(deps, task, sandbox.as_ref(), &summary, &source).await?;

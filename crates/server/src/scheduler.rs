@@ -67,14 +67,9 @@ impl Scheduler {
     pub async fn start(&self) -> Result<(), StoreError> {
         let store = &self.inner.deps.store;
         for task in store.active_tasks()? {
-            let from = [
-                TaskStatus::Provisioning,
-                TaskStatus::Running,
-                TaskStatus::Publishing,
-            ];
             let msg = Some("resuming after a coordinator restart".to_owned());
             if store
-                .set_status(&task.id, &from, TaskStatus::Provisioning, msg)
+                .set_status(&task.id, TaskStatus::Provisioning, msg)
                 .await?
             {
                 tracing::info!(task = %task.id, "resuming task");

@@ -221,6 +221,7 @@ pub(crate) fn transition(
     to: TaskStatus,
     message: Option<String>,
 ) -> Result<bool> {
+    debug_assert!(from.iter().all(|f| f.can_go_to(to)), "{from:?} -> {to}");
     let now = ctx.now();
     let current: Option<String> = ctx
         .conn()
@@ -444,16 +445,16 @@ impl Store {
         .await
     }
 
-    /// Sets the status if the current one is in `from`; returns whether it changed.
+    /// Sets the status if the status machine ([`TaskStatus::can_go_to`]) allows it
+    /// from the current one; returns whether it changed.
     pub async fn set_status(
         &self,
         id: &TaskId,
-        from: &[TaskStatus],
         to: TaskStatus,
         message: Option<String>,
     ) -> Result<bool> {
         let id = id.clone();
-        let from = from.to_vec();
+        let from = TaskStatus::sources_of(to);
         self.transact(move |ctx| transition(ctx, &id, &from, to, message))
             .await
     }
@@ -479,14 +480,11 @@ impl Store {
             ctx.emit(&id, EventBody::UserMessage(UserMessageEvent { text }))?;
             let finished = TaskStatus::parse(&status).is_some_and(TaskStatus::is_terminal);
             if finished {
+                let from = TaskStatus::sources_of(TaskStatus::Queued);
                 transition(
                     ctx,
                     &id,
-                    &[
-                        TaskStatus::Succeeded,
-                        TaskStatus::Failed,
-                        TaskStatus::Cancelled,
-                    ],
+                    &from,
                     TaskStatus::Queued,
                     Some("follow-up".into()),
                 )?;

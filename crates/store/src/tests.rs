@@ -131,12 +131,7 @@ async fn lifecycle_queue_order_follow_up_and_cancel() {
     );
     assert!(store.get_task(&first.id).unwrap().unwrap().cancel_requested);
     store
-        .set_status(
-            &first.id,
-            &[TaskStatus::Provisioning],
-            TaskStatus::Cancelled,
-            Some("stopped".into()),
-        )
+        .set_status(&first.id, TaskStatus::Cancelled, Some("stopped".into()))
         .await
         .unwrap();
     let row = store.get_task(&first.id).unwrap().unwrap();
