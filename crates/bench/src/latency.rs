@@ -252,7 +252,7 @@ async fn dockhand_case(clients: &Handle, n: usize, events: usize, rate: u32) -> 
     let origin = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let joins = spawn_receivers(clients, conns, origin, events, &stop_rx);
-    let store = coordinator.state().store.clone();
+    let store = coordinator.services().store.clone();
     let sent = pace(events, rate, origin, |text| {
         Ok(store.append(&task, EventBody::ToolOutput(probe(text)))?)
     })

@@ -77,13 +77,18 @@ impl TaskStatus {
     /// follow-up by going back to `queued`.
     pub fn can_go_to(self, to: TaskStatus) -> bool {
         use TaskStatus::*;
-        match (self, to) {
-            (Queued, Provisioning | Cancelled) => true,
-            (Provisioning | Running | Publishing, Provisioning | Failed | Cancelled) => true,
-            (Provisioning, Running) | (Running, Publishing) | (Publishing, Succeeded) => true,
-            (Succeeded | Failed | Cancelled, Queued) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Queued, Provisioning | Cancelled)
+                | (
+                    Provisioning | Running | Publishing,
+                    Provisioning | Failed | Cancelled
+                )
+                | (Provisioning, Running)
+                | (Running, Publishing)
+                | (Publishing, Succeeded)
+                | (Succeeded | Failed | Cancelled, Queued)
+        )
     }
 
     /// The statuses a task may be in to move to `to`.

@@ -17,7 +17,7 @@ use dockhand_store::now_ms;
 use serde::Deserialize;
 use serde::Serialize;
 
-use crate::runner::RunnerDeps;
+use crate::services::Services;
 
 /// One thing `gc` looked at.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ fn item(
 
 /// Container ids that must stay: those of tasks a runner owns or will resume, and
 /// those of finished tasks still inside their idle window.
-fn wanted_containers(deps: &RunnerDeps) -> HashSet<String> {
+fn wanted_containers(deps: &Services) -> HashSet<String> {
     let idle_ms = deps.config.sandbox.idle_secs as i64 * 1000;
     let mut keep: HashSet<String> = HashSet::new();
     for t in deps.store.active_tasks().unwrap_or_default() {
@@ -76,7 +76,7 @@ fn wanted_containers(deps: &RunnerDeps) -> HashSet<String> {
 }
 
 /// Containers this coordinator made that nothing needs.
-async fn orphans(deps: &RunnerDeps, docker: &DockerProvider) -> Vec<String> {
+async fn orphans(deps: &Services, docker: &DockerProvider) -> Vec<String> {
     let me = &docker.config().coordinator_id;
     let keep = wanted_containers(deps);
     match docker.list_all().await {
@@ -100,7 +100,7 @@ async fn orphans(deps: &RunnerDeps, docker: &DockerProvider) -> Vec<String> {
 
 /// At start-up: remove this coordinator's containers that no task needs (old warm-pool
 /// containers included; the pool is refilled).
-pub async fn remove_orphans(deps: &RunnerDeps) {
+pub async fn remove_orphans(deps: &Services) {
     let Some(docker) = &deps.docker else { return };
     for id in orphans(deps, docker).await {
         tracing::info!(container = %&id[..id.len().min(12)], "removing orphaned container");
@@ -111,7 +111,7 @@ pub async fn remove_orphans(deps: &RunnerDeps) {
 }
 
 /// Removes containers of finished tasks once their idle window has passed.
-pub async fn reap_idle(deps: &RunnerDeps) {
+pub async fn reap_idle(deps: &Services) {
     let Some(docker) = &deps.docker else { return };
     let idle_ms = deps.config.sandbox.idle_secs as i64 * 1000;
     for t in deps.store.finished_with_sandbox().unwrap_or_default() {
@@ -138,7 +138,7 @@ pub async fn reap_idle(deps: &RunnerDeps) {
 }
 
 /// Runs [`reap_idle`] every so often until the coordinator stops.
-pub fn spawn_reaper(deps: Arc<RunnerDeps>, stop: tokio_util::sync::CancellationToken) {
+pub fn spawn_reaper(deps: Arc<Services>, stop: tokio_util::sync::CancellationToken) {
     if deps.docker.is_none() {
         return;
     }
@@ -161,16 +161,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Prunes, on a schedule, what would otherwise grow without bound: webhook
 /// deliveries, ended sessions with their refresh tokens, and expired sign-in
 /// state and WebSocket tickets.
-pub fn spawn_pruner(
-    store: dockhand_store::Store,
-    auth: Arc<crate::auth::AuthState>,
-    stop: tokio_util::sync::CancellationToken,
-) {
+pub fn spawn_pruner(services: Arc<Services>, stop: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
         loop {
-            auth.purge();
+            services.auth.purge();
             let before = dockhand_store::now_ms() - KEEP_ENDED.as_millis() as i64;
-            match store.prune(before).await {
+            match services.store.prune(before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned old deliveries and sessions"),
                 Err(e) => tracing::warn!(error = %e, "pruning old deliveries and sessions"),
@@ -192,7 +188,7 @@ fn remove_dir(path: &Path) -> std::io::Result<()> {
 
 /// Removes (or, with `dry_run`, lists) old workspaces, orphaned containers and
 /// stale environment images.
-pub async fn gc(deps: &RunnerDeps, dry_run: bool) -> GcReport {
+pub async fn gc(deps: &Services, dry_run: bool) -> GcReport {
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()

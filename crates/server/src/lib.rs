@@ -4,7 +4,9 @@ pub mod api;
 pub mod auth;
 pub mod config;
 mod coordinator;
+mod data_dir;
 pub mod egress;
+mod error;
 pub mod hub;
 pub mod janitor;
 mod metrics;
@@ -17,28 +19,10 @@ mod runner;
 pub mod sandboxes;
 pub mod scheduler;
 pub mod secrets;
-
-use std::sync::Arc;
-
-use dockhand_store::Store;
+mod services;
 
 pub use config::Config;
 pub use coordinator::Coordinator;
-pub use coordinator::StartError;
-
-/// What request handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store.
-    pub store: Store,
-    /// Live events.
-    pub hub: hub::Hub,
-    /// The scheduler.
-    pub scheduler: scheduler::Scheduler,
-    /// Configuration.
-    pub config: Arc<Config>,
-    /// Keys, GitHub sign-in and rate limits.
-    pub auth: Arc<auth::AuthState>,
-    /// What an operator should know about this start (shown by `/healthz`).
-    pub warnings: Arc<Vec<String>>,
-}
+pub use error::StartError;
+pub use services::Forge;
+pub use services::Services;

@@ -1,15 +1,16 @@
 //! `/metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use dockhand_protocol::TaskStatus;
 
-use crate::AppState;
+use crate::services::Services;
 
-pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn render(State(state): State<Arc<Services>>) -> impl IntoResponse {
     let mut out = String::new();
     let counts = state.store.count_by_status().unwrap_or_default();
     let _ = writeln!(
@@ -26,12 +27,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let w = state.store.writer_stats();
     let h = state.hub.stats();
     let s = state.scheduler.stats();
-    let pool = state
-        .scheduler
-        .deps()
-        .pool
-        .as_ref()
-        .map_or(0, |p| p.ready() as u64);
+    let pool = state.pool.as_ref().map_or(0, |p| p.ready() as u64);
     let metrics: [(&str, &str, &str, u64); 8] = [
         (
             "dockhand_events_committed_total",
@@ -92,7 +88,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP dockhand_egress_refused_total Connections the egress proxy refused, by reason.\n# TYPE dockhand_egress_refused_total counter"
     );
-    for (reason, n) in state.scheduler.deps().egress.refused() {
+    for (reason, n) in state.egress.refused() {
         let _ = writeln!(
             out,
             "dockhand_egress_refused_total{{reason=\"{reason}\"}} {n}"

@@ -27,8 +27,8 @@ use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::RunError;
-use crate::runner::RunnerDeps;
 use crate::runner::phase;
+use crate::services::Services;
 
 /// Output of `setup` or `prepare` kept in the failure message.
 const TAIL: usize = 4000;
@@ -118,7 +118,7 @@ impl StepOutput {
 }
 
 pub(crate) async fn provision(
-    deps: &RunnerDeps,
+    deps: &Services,
     task: &mut TaskRow,
     cancel: &CancellationToken,
 ) -> Result<Provisioned, RunError> {
@@ -140,9 +140,9 @@ pub(crate) async fn provision(
                     warm = Some(sb);
                     dir
                 }
-                None => deps.workspace(&task.id),
+                None => deps.workspace_dir(&task.id),
             },
-            _ => deps.workspace(&task.id),
+            _ => deps.workspace_dir(&task.id),
         },
     };
 
@@ -159,9 +159,9 @@ pub(crate) async fn provision(
             RepoSource::Local { .. } => (source.clone(), None, ""),
             RepoSource::Remote { url } => {
                 // The mirror sends it only to GitHub itself.
-                let token = crate::publish::user_token(deps, task.user_id);
+                let token = deps.user_token(task.user_id);
                 let mirror = tokio::select! {
-                    r = deps.mirrors.sync(url, token.as_deref()) => r.map_err(RunError::Clone)?,
+                    r = deps.forge.mirrors.sync(url, token.as_deref()) => r.map_err(RunError::Clone)?,
                     _ = cancel.cancelled() => return Err(RunError::Cancelled),
                 };
                 (

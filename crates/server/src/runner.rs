@@ -1,6 +1,5 @@
 //! One async task per running task: provision → agent → publish.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -8,7 +7,6 @@ use std::time::Duration;
 use dockhand_agent::AgentCtx;
 use dockhand_agent::AgentError;
 use dockhand_forge::ForgeError;
-use dockhand_model::Model;
 use dockhand_protocol::EventBody;
 use dockhand_protocol::PhaseEvent;
 use dockhand_protocol::SandboxRef;
@@ -16,51 +14,14 @@ use dockhand_protocol::TaskId;
 use dockhand_protocol::TaskStatus;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxError;
-use dockhand_sandbox::SandboxProvider;
-use dockhand_sandbox::docker::DockerProvider;
 use dockhand_store::Store;
 use dockhand_store::StoreError;
 use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Config;
-use crate::hub::Hub;
-use crate::pool::Pool;
 use crate::publish::PublishError;
-
-/// What every runner shares.
-pub struct RunnerDeps {
-    /// The store.
-    pub store: Store,
-    /// Live events.
-    pub hub: Hub,
-    /// The model.
-    pub model: Arc<dyn Model>,
-    /// Sandboxes.
-    pub sandboxes: Arc<dyn SandboxProvider>,
-    /// The docker provider, when that is the backend (pool, environment cache).
-    pub docker: Option<Arc<DockerProvider>>,
-    /// The warm pool, when there is one.
-    pub pool: Option<Pool>,
-    /// Configuration.
-    pub config: Arc<Config>,
-    /// Repository mirrors (clone cache, push source).
-    pub mirrors: dockhand_forge::Mirrors,
-    /// GitHub's REST API.
-    pub github: dockhand_forge::github::GitHubClient,
-    /// Keys, to decrypt users' GitHub tokens.
-    pub keys: Arc<crate::secrets::Keys>,
-    /// The egress proxy of `allowlist` sandboxes.
-    pub egress: Arc<crate::egress::EgressService>,
-}
-
-impl RunnerDeps {
-    /// The host directory for a new task's workspace.
-    pub fn workspace(&self, id: &TaskId) -> PathBuf {
-        self.config.data_dir.join("workspaces").join(id.as_str())
-    }
-}
+use crate::services::Services;
 
 /// Why a run did not succeed. The Display text is the task's error.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +82,7 @@ pub(crate) fn phase(
 
 /// Runs a claimed task to its end and records how it ended.
 pub async fn run_task(
-    deps: Arc<RunnerDeps>,
+    deps: Arc<Services>,
     task: TaskRow,
     cancel: CancellationToken,
     reason: Arc<OnceLock<String>>,
@@ -145,7 +106,7 @@ pub async fn run_task(
 }
 
 async fn drive(
-    deps: &RunnerDeps,
+    deps: &Services,
     mut task: TaskRow,
     cancel: &CancellationToken,
 ) -> Result<String, RunError> {
@@ -186,7 +147,7 @@ async fn drive(
 }
 
 async fn run_agent(
-    deps: &RunnerDeps,
+    deps: &Services,
     task: &TaskRow,
     sandbox: Arc<dyn Sandbox>,
     command_timeout: Duration,

@@ -17,8 +17,10 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::RunnerDeps;
+use dockhand_store::Store;
+
 use crate::runner::run_task;
+use crate::services::Services;
 
 struct Running {
     cancel: CancellationToken,
@@ -27,7 +29,7 @@ struct Running {
 }
 
 struct Inner {
-    deps: Arc<RunnerDeps>,
+    store: Store,
     max: usize,
     notify: Notify,
     running: Mutex<HashMap<TaskId, Running>>,
@@ -50,11 +52,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler running at most `max` tasks at once.
-    pub fn new(deps: Arc<RunnerDeps>, max: usize) -> Scheduler {
+    /// A scheduler running at most `max` tasks at once, once started.
+    pub fn new(store: Store, max: usize) -> Scheduler {
         Scheduler {
             inner: Arc::new(Inner {
-                deps,
+                store,
                 max: max.max(1),
                 notify: Notify::new(),
                 running: Mutex::new(HashMap::new()),
@@ -63,9 +65,10 @@ impl Scheduler {
         }
     }
 
-    /// Resumes interrupted tasks, then claims queued ones until stopped.
-    pub async fn start(&self) -> Result<(), StoreError> {
-        let store = &self.inner.deps.store;
+    /// Resumes interrupted tasks, then claims queued ones until stopped, running
+    /// each with `services`.
+    pub async fn start(&self, services: Arc<Services>) -> Result<(), StoreError> {
+        let store = &self.inner.store;
         for task in store.active_tasks()? {
             let msg = Some("resuming after a coordinator restart".to_owned());
             if store
@@ -73,19 +76,19 @@ impl Scheduler {
                 .await?
             {
                 tracing::info!(task = %task.id, "resuming task");
-                self.spawn(task);
+                self.spawn(&services, task);
             }
         }
         let me = self.clone();
-        tokio::spawn(async move { me.claim_loop().await });
+        tokio::spawn(async move { me.claim_loop(services).await });
         Ok(())
     }
 
-    async fn claim_loop(&self) {
+    async fn claim_loop(&self, services: Arc<Services>) {
         loop {
             while self.running_count() < self.inner.max && !self.inner.stopped.is_cancelled() {
-                match self.inner.deps.store.claim_next().await {
-                    Ok(Some(task)) => self.spawn(task),
+                match self.inner.store.claim_next().await {
+                    Ok(Some(task)) => self.spawn(&services, task),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!(error = %e, "claiming a queued task");
@@ -110,7 +113,7 @@ impl Scheduler {
             .unwrap_or(usize::MAX)
     }
 
-    fn spawn(&self, task: TaskRow) {
+    fn spawn(&self, services: &Arc<Services>, task: TaskRow) {
         let id = task.id.clone();
         let cancel = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
@@ -128,7 +131,6 @@ impl Scheduler {
         // A cancel that landed between the claim and the line above only set the flag.
         let flagged = self
             .inner
-            .deps
             .store
             .get_task(&id)
             .ok()
@@ -139,10 +141,10 @@ impl Scheduler {
             cancel.cancel();
         }
         let me = self.clone();
-        let deps = self.inner.deps.clone();
+        let services = services.clone();
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
-            run_task(deps, task, cancel, reason).await;
+            run_task(services, task, cancel, reason).await;
             if let Ok(mut running) = me.inner.running.lock() {
                 running.remove(&task_id);
             }
@@ -160,7 +162,7 @@ impl Scheduler {
 
     /// Cancels a task: at once if queued, through its runner if running.
     pub async fn cancel(&self, id: &TaskId, message: String) -> Result<CancelOutcome, StoreError> {
-        let outcome = self.inner.deps.store.cancel(id, message.clone()).await?;
+        let outcome = self.inner.store.cancel(id, message.clone()).await?;
         if outcome == CancelOutcome::Requested
             && let Ok(running) = self.inner.running.lock()
             && let Some(r) = running.get(id)
@@ -169,11 +171,6 @@ impl Scheduler {
             r.cancel.cancel();
         }
         Ok(outcome)
-    }
-
-    /// What runners share.
-    pub fn deps(&self) -> Arc<RunnerDeps> {
-        self.inner.deps.clone()
     }
 
     /// Counters.

@@ -5,14 +5,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use serde::Deserialize;
+use std::sync::Arc;
 
 use super::ApiError;
 use super::ApiJson;
-use crate::AppState;
 use crate::auth::AuthUser;
 use crate::janitor::GcReport;
+use crate::services::Services;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<Arc<Services>> {
     Router::new().route("/api/v1/gc", post(gc))
 }
 
@@ -25,14 +26,12 @@ struct GcParams {
 
 /// Removes old workspaces, orphaned containers and stale environment images.
 async fn gc(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     ApiJson(p): ApiJson<GcParams>,
 ) -> Result<Json<GcReport>, ApiError> {
     if !user.is_operator() {
         return Err(ApiError::Forbidden("gc is for operators".into()));
     }
-    Ok(Json(
-        crate::janitor::gc(&state.scheduler.deps(), p.dry_run).await,
-    ))
+    Ok(Json(crate::janitor::gc(&state, p.dry_run).await))
 }

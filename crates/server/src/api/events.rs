@@ -1,6 +1,7 @@
 //! `GET /api/v1/tasks/{id}/events?after=SEQ`: stored events as JSON, or, with a
 //! WebSocket upgrade, the stored events and then the live ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,16 +25,16 @@ use serde::Deserialize;
 
 use super::ApiError;
 use super::tasks::load_task;
-use crate::AppState;
 use crate::auth::AuthUser;
 use crate::hub::HubMsg;
+use crate::services::Services;
 
 /// Events per page when replaying from the store.
 const PAGE: usize = 500;
 /// A send that takes longer than this means the client has stalled.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<Arc<Services>> {
     Router::new().route("/api/v1/tasks/{id}/events", get(events))
 }
 
@@ -48,7 +49,7 @@ struct EventsQuery {
 }
 
 async fn events(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -123,7 +124,7 @@ async fn send_control(
 /// Sends stored events after `last` (up to `until`, if given); returns the new last seq.
 async fn replay(
     socket: &mut WebSocket,
-    state: &AppState,
+    state: &Services,
     task: &TaskId,
     mut last: u64,
     until: Option<u64>,
@@ -148,7 +149,7 @@ async fn replay(
 
 /// Subscribe first, then replay from the store, then follow live events,
 /// skipping any already sent: nothing is missed and nothing is sent twice.
-async fn stream(mut socket: WebSocket, state: AppState, task: TaskId, after: u64) {
+async fn stream(mut socket: WebSocket, state: Arc<Services>, task: TaskId, after: u64) {
     let last_seq = state.store.last_seq(&task).unwrap_or(0);
     let mut sub = state.hub.subscribe(&task, last_seq);
     let Some(mut last) = replay(&mut socket, &state, &task, after, None).await else {

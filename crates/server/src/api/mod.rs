@@ -16,16 +16,17 @@ use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use std::sync::Arc;
 
 pub use error::ApiError;
 pub use error::ApiJson;
 
-use crate::AppState;
+use crate::services::Services;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// The whole HTTP app.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Arc<Services>) -> Router {
     let max_body = state.config.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -44,10 +45,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /healthz`: `{"status": "ok"}`, with `warnings` when the start had any.
-async fn healthz(State(state): State<AppState>) -> axum::Json<dockhand_protocol::HealthResponse> {
+async fn healthz(
+    State(state): State<Arc<Services>>,
+) -> axum::Json<dockhand_protocol::HealthResponse> {
     axum::Json(dockhand_protocol::HealthResponse {
         status: "ok".into(),
-        warnings: state.warnings.as_ref().clone(),
+        warnings: state.warnings.clone(),
     })
 }
 

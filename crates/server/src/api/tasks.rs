@@ -21,14 +21,15 @@ use dockhand_store::TaskCursor;
 use dockhand_store::TaskFilter;
 use dockhand_store::TaskRow;
 use serde::Deserialize;
+use std::sync::Arc;
 
 use super::ApiError;
 use super::ApiJson;
-use crate::AppState;
 use crate::auth::AuthUser;
 use crate::auth::ClientIp;
+use crate::services::Services;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<Arc<Services>> {
     Router::new()
         .route("/api/v1/tasks", post(create).get(list))
         .route("/api/v1/tasks/{id}", get(show))
@@ -37,7 +38,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Loads a task the user may see; others' tasks answer 404 like missing ones.
-pub(super) fn load_task(state: &AppState, user: &AuthUser, id: &str) -> Result<TaskRow, ApiError> {
+pub(super) fn load_task(state: &Services, user: &AuthUser, id: &str) -> Result<TaskRow, ApiError> {
     let id = TaskId::parse(id).ok_or_else(ApiError::task_not_found)?;
     let row = state
         .store
@@ -95,7 +96,7 @@ fn title_of(prompt: &str) -> String {
 }
 
 /// Per-user and per-IP task limits, and the cap on a user's queued or running tasks.
-fn check_task_limits(state: &AppState, user: &AuthUser, ip: Option<&str>) -> Result<(), ApiError> {
+fn check_task_limits(state: &Services, user: &AuthUser, ip: Option<&str>) -> Result<(), ApiError> {
     let limits = &state.config.auth.rate_limits;
     let limited = |wait| ApiError::RateLimited {
         message: "too many tasks started; wait a moment".into(),
@@ -126,7 +127,7 @@ fn check_task_limits(state: &AppState, user: &AuthUser, ip: Option<&str>) -> Res
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     ApiJson(p): ApiJson<CreateTaskParams>,
@@ -138,7 +139,7 @@ async fn create(
 /// Validates and queues a task (for the API and GitHub triggers). `ip` is `None`
 /// when the request did not come from the client directly.
 pub(crate) async fn create_task(
-    state: &AppState,
+    state: &Services,
     user: &AuthUser,
     ip: Option<&str>,
     p: CreateTaskParams,
@@ -151,7 +152,7 @@ pub(crate) async fn create_task(
         dockhand_forge::resolve_repo(&repo, cfg.local_repos_allowed(), &cfg.github.web_url)
             .map_err(|e| ApiError::field("repo", e.to_string()))?;
     if let dockhand_forge::RepoSource::Remote { url } = &source {
-        let mirrors = &state.scheduler.deps().mirrors;
+        let mirrors = &state.forge.mirrors;
         mirrors
             .check(url)
             .await
@@ -183,7 +184,7 @@ pub(crate) async fn create_task(
         if !ok {
             return Err(ApiError::field("image", "is not an image reference"));
         }
-        let docker = state.scheduler.deps().docker.clone();
+        let docker = state.docker.clone();
         crate::policy::image_allowed(cfg, docker.as_deref(), image, user.0.id)
             .await
             .map_err(|why| ApiError::field("image", why))?;
@@ -219,7 +220,7 @@ struct ListQuery {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskListResponse>, ApiError> {
@@ -258,7 +259,7 @@ async fn list(
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
@@ -266,7 +267,7 @@ async fn show(
 }
 
 async fn follow_up(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
@@ -287,7 +288,7 @@ async fn follow_up(
 }
 
 async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {

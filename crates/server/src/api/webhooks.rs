@@ -20,14 +20,14 @@ use hmac::Mac;
 use serde::Deserialize;
 use serde::Serialize;
 use sha2::Digest;
+use std::sync::Arc;
 
 use super::ApiError;
-use crate::AppState;
 use crate::auth::AuthUser;
 use crate::publish::MARKER;
-use crate::publish::user_token;
+use crate::services::Services;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<Arc<Services>> {
     Router::new().route("/webhooks/github", post(github))
 }
 
@@ -108,7 +108,7 @@ impl Account {
 }
 
 async fn github(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -198,32 +198,31 @@ impl Trigger {
         })
     }
 
-    fn link(&self, state: &AppState) -> String {
+    fn link(&self, state: &Services) -> String {
         format!("{}/auth/github/login", state.config.public_url())
     }
 }
 
 /// Posts a reply on the trigger's issue, marked so it never triggers anything.
-async fn reply(state: &AppState, token: &str, t: &Trigger, text: &str) {
+async fn reply(state: &Services, token: &str, t: &Trigger, text: &str) {
     let Some((owner, name)) = t.repo.split_once('/') else {
         return;
     };
     let body = format!("{MARKER}\n{text}");
-    let github = &state.scheduler.deps().github;
+    let github = &state.forge.github;
     if let Err(e) = github.comment(token, owner, name, t.number, &body).await {
         tracing::warn!(repo = t.repo, number = t.number, error = %e, "replying on GitHub");
     }
 }
 
 /// Replies with an operator's token, for senders who have none Dockhand may use.
-async fn reply_as_operator(state: &AppState, t: &Trigger, text: &str) {
-    let deps = state.scheduler.deps();
+async fn reply_as_operator(state: &Services, t: &Trigger, text: &str) {
     let token = state
         .store
         .operator_with_github_token()
         .ok()
         .flatten()
-        .and_then(|id| user_token(&deps, id));
+        .and_then(|id| state.user_token(id));
     match token {
         Some(token) => reply(state, &token, t, text).await,
         None => tracing::info!(repo = t.repo, "no operator token to reply with: {text}"),
@@ -231,7 +230,7 @@ async fn reply_as_operator(state: &AppState, t: &Trigger, text: &str) {
 }
 
 /// The Dockhand user behind the trigger and their token, or why they get nothing.
-async fn admit(state: &AppState, t: &Trigger) -> Result<(User, String), String> {
+async fn admit(state: &Services, t: &Trigger) -> Result<(User, String), String> {
     let login = &t.sender.login;
     let user = t
         .sender
@@ -255,15 +254,19 @@ async fn admit(state: &AppState, t: &Trigger) -> Result<(User, String), String> 
             "@{login}, your account is no longer allowed to use this Dockhand, so no task was started."
         ));
     }
-    let deps = state.scheduler.deps();
-    let Some(token) = user_token(&deps, user.id) else {
+    let Some(token) = state.user_token(user.id) else {
         return Err(format!(
             "@{login}, sign in to Dockhand again ({}).",
             t.link(state)
         ));
     };
     let (owner, name) = t.repo.split_once('/').unwrap_or((&t.repo, ""));
-    match deps.github.can_push(&token, owner, name, login).await {
+    match state
+        .forge
+        .github
+        .can_push(&token, owner, name, login)
+        .await
+    {
         Ok(true) => Ok((user, token)),
         Ok(false) => Err(format!(
             "@{login}, Dockhand runs only for people with write access to {}.",
@@ -276,7 +279,7 @@ async fn admit(state: &AppState, t: &Trigger) -> Result<(User, String), String> 
     }
 }
 
-async fn handle(state: &AppState, t: Trigger) -> Result<(), ApiError> {
+async fn handle(state: &Services, t: Trigger) -> Result<(), ApiError> {
     let (user, token) = match admit(state, &t).await {
         Ok(admitted) => admitted,
         Err(why) => {
@@ -321,7 +324,7 @@ async fn handle(state: &AppState, t: Trigger) -> Result<(), ApiError> {
 /// `/dockhand` on a Dockhand pull request: a follow-up to its task, by its owner.
 /// False when the pull request is not a task's.
 async fn follow_up(
-    state: &AppState,
+    state: &Services,
     t: &Trigger,
     user: &User,
     token: &str,

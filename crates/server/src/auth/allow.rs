@@ -11,8 +11,8 @@ use std::time::Instant;
 use dockhand_forge::github::GitHubClient;
 use dockhand_store::User;
 
-use crate::AppState;
 use crate::api::ApiError;
+use crate::services::Services;
 
 /// Longest an org membership answer is trusted.
 pub(crate) const MAX_MEMBERSHIP_TTL: Duration = Duration::from_secs(600);
@@ -48,7 +48,7 @@ impl Memberships {
 
 /// Whether the token's user belongs to any allowed org; an error only when no
 /// org said yes and GitHub could not answer for one of them.
-async fn in_allowed_org(state: &AppState, gh: &GitHubClient, token: &str) -> Result<bool, String> {
+async fn in_allowed_org(state: &Services, gh: &GitHubClient, token: &str) -> Result<bool, String> {
     let mut failure = None;
     for org in &state.config.github.allowed_orgs {
         match gh.is_member(token, org).await {
@@ -60,7 +60,7 @@ async fn in_allowed_org(state: &AppState, gh: &GitHubClient, token: &str) -> Res
     failure.map_or(Ok(false), Err)
 }
 
-fn listed(state: &AppState, login: &str) -> bool {
+fn listed(state: &Services, login: &str) -> bool {
     state
         .config
         .github
@@ -71,7 +71,7 @@ fn listed(state: &AppState, login: &str) -> bool {
 
 /// Why GitHub user `login` may not sign in, in words for them; `Ok` when they may.
 pub(crate) async fn may_sign_in(
-    state: &AppState,
+    state: &Services,
     gh: &GitHubClient,
     token: &str,
     login: &str,
@@ -100,7 +100,7 @@ pub(crate) async fn may_sign_in(
 
 /// At every request: a GitHub user must still be allowed. Local users (the
 /// admin, tokens made under local auth) have no GitHub identity and pass.
-pub(crate) async fn still_allowed(state: &AppState, user: &User) -> Result<(), ApiError> {
+pub(crate) async fn still_allowed(state: &Services, user: &User) -> Result<(), ApiError> {
     let Some((login, Some(_github_id))) = state.store.user_identity(user.id)? else {
         return Ok(());
     };
@@ -110,7 +110,7 @@ pub(crate) async fn still_allowed(state: &AppState, user: &User) -> Result<(), A
              (github.allowed_users, github.allowed_orgs)"
         ))
     };
-    let Some(gh) = &state.auth.github else {
+    let Some(gh) = state.sign_in() else {
         return Err(refused());
     };
     if listed(state, &login) {
@@ -120,8 +120,7 @@ pub(crate) async fn still_allowed(state: &AppState, user: &User) -> Result<(), A
     if let Some(member) = state.auth.memberships.get(user.id, ttl) {
         return if member { Ok(()) } else { Err(refused()) };
     }
-    let token = crate::publish::stored_token(&state.store, &state.auth.keys, user.id)
-        .ok_or_else(refused)?;
+    let token = state.user_token(user.id).ok_or_else(refused)?;
     match in_allowed_org(state, gh, &token).await {
         Ok(member) => {
             state.auth.memberships.put(user.id, member);

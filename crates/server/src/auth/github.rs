@@ -21,15 +21,15 @@ use dockhand_store::User;
 use dockhand_store::UserRole;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
-use super::AuthState;
 use super::generate_token;
 use super::routes::TokenPair;
 use super::routes::issue_cli_session;
 use super::routes::start_web_session;
-use crate::AppState;
 use crate::api::ApiError;
 use crate::api::ApiJson;
+use crate::services::Services;
 
 const STATE_COOKIE: &str = "dockhand_oauth_state";
 const STATE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -62,13 +62,13 @@ pub(super) fn page(status: StatusCode, title: &str, text: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-fn github(auth: &AuthState) -> Result<&GitHubClient, ApiError> {
-    auth.github
-        .as_ref()
+fn github(state: &Services) -> Result<&GitHubClient, ApiError> {
+    state
+        .sign_in()
         .ok_or_else(|| ApiError::NotFound("GitHub sign-in is not configured on this server".into()))
 }
 
-pub(super) fn limit(state: &AppState, parts_ip: &str) -> Result<(), ApiError> {
+pub(super) fn limit(state: &Services, parts_ip: &str) -> Result<(), ApiError> {
     let per_minute = state.config.auth.rate_limits.signin_per_ip;
     state
         .auth
@@ -82,8 +82,8 @@ pub(super) fn limit(state: &AppState, parts_ip: &str) -> Result<(), ApiError> {
 
 /// After GitHub said yes: checks the allowlist, then creates or updates the user and
 /// stores the token encrypted. `Err` is the refusal for the person.
-async fn admit(state: &AppState, grant: &Grant) -> Result<User, Result<String, ApiError>> {
-    let gh = github(&state.auth).map_err(Err)?;
+async fn admit(state: &Services, grant: &Grant) -> Result<User, Result<String, ApiError>> {
+    let gh = github(state).map_err(Err)?;
     let gh_user = gh.user(&grant.token).await.map_err(|e| Err(gh_error(e)))?;
     super::allow::may_sign_in(state, gh, &grant.token, &gh_user.login)
         .await
@@ -104,7 +104,7 @@ async fn admit(state: &AppState, grant: &Grant) -> Result<User, Result<String, A
         .upsert_github_user(gh_user.id, &gh_user.login, role)
         .await
         .map_err(|e| Err(e.into()))?;
-    let sealed = state.auth.keys.seal(&grant.token);
+    let sealed = state.keys.seal(&grant.token);
     state
         .store
         .set_github_token(user.id, sealed, grant.scopes.clone())
@@ -125,11 +125,11 @@ pub(super) struct LoginQuery {
 
 /// `GET /auth/github/login[?login=]`: off to GitHub with a fresh `state`.
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     parts: Parts,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, ApiError> {
-    let gh = github(&state.auth)?;
+    let gh = github(&state)?;
     let ip = super::client_ip(&parts, state.config.auth.trust_proxy);
     limit(&state, &ip)?;
     let st = generate_token().replacen("dh_", "", 1);
@@ -165,11 +165,11 @@ pub(super) struct CallbackQuery {
 
 /// `GET /auth/github/callback`: checks `state`, exchanges the code, admits the user.
 pub(super) async fn callback(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let Ok(gh) = github(&state.auth) else {
+    let Ok(gh) = github(&state) else {
         return page(
             StatusCode::NOT_FOUND,
             "Not configured",
@@ -229,10 +229,10 @@ pub(super) async fn callback(
 
 /// `POST /auth/device/start`: a code for the person to enter at GitHub.
 pub(super) async fn device_start(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    let gh = github(&state.auth)?;
+    let gh = github(&state)?;
     let ip = super::client_ip(&parts, state.config.auth.trust_proxy);
     limit(&state, &ip)?;
     let code = gh.device_code().await.map_err(gh_error)?;
@@ -265,10 +265,10 @@ pub(super) struct PollParams {
 
 /// `POST /auth/device/poll {handle}`: asks GitHub once; the caller keeps the pace.
 pub(super) async fn device_poll(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     ApiJson(p): ApiJson<PollParams>,
 ) -> Result<Response, ApiError> {
-    let gh = github(&state.auth)?;
+    let gh = github(&state)?;
     let Some((owner, flow)) = state.auth.devices.take(&p.handle) else {
         return Ok(axum::Json(json!({"status": "expired"})).into_response());
     };

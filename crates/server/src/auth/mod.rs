@@ -10,6 +10,7 @@ mod pending;
 mod routes;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -17,7 +18,6 @@ use axum::extract::FromRequestParts;
 use axum::http::Method;
 use axum::http::header;
 use axum::http::request::Parts;
-use dockhand_forge::github::GitHubClient;
 use dockhand_store::User;
 use dockhand_store::UserRole;
 
@@ -31,10 +31,9 @@ pub use routes::router;
 pub(crate) use allow::MAX_MEMBERSHIP_TTL;
 pub(crate) use allow::still_allowed;
 
-use crate::AppState;
 use crate::api::ApiError;
 use crate::ratelimit::RateLimiter;
-use crate::secrets::Keys;
+use crate::services::Services;
 use pending::Pending;
 
 /// Name of the browser session cookie.
@@ -48,12 +47,8 @@ const PENDING_PER_CLIENT: usize = 10;
 /// Most unused WebSocket tickets one user holds.
 const TICKETS_PER_USER: usize = 20;
 
-/// Auth state shared by the routes.
+/// Sign-in state in progress, tickets, membership answers and rate limits.
 pub struct AuthState {
-    /// JWT and encryption keys.
-    pub keys: std::sync::Arc<Keys>,
-    /// GitHub, when sign-in is configured.
-    pub github: Option<GitHubClient>,
     /// Rate limits.
     pub limiter: RateLimiter,
     /// Org membership answers, for the check at every request.
@@ -63,12 +58,9 @@ pub struct AuthState {
     tickets: Pending<User>,
 }
 
-impl AuthState {
-    /// Auth state with these keys and GitHub client.
-    pub fn new(keys: std::sync::Arc<Keys>, github: Option<GitHubClient>) -> AuthState {
+impl Default for AuthState {
+    fn default() -> AuthState {
         AuthState {
-            keys,
-            github,
             limiter: RateLimiter::default(),
             memberships: allow::Memberships::default(),
             states: Pending::new(MAX_PENDING, PENDING_PER_CLIENT),
@@ -76,7 +68,9 @@ impl AuthState {
             tickets: Pending::new(MAX_PENDING, TICKETS_PER_USER),
         }
     }
+}
 
+impl AuthState {
     /// A single-use ticket for opening the events WebSocket from a browser.
     pub fn issue_ticket(&self, user: User) -> Option<String> {
         let ticket = generate_token().replacen("dh_", "wst_", 1);
@@ -153,7 +147,7 @@ fn origin_of(url: &str) -> &str {
 /// Cookies ride along on cross-site requests, so a state change made with one must
 /// come from our own pages. So must a WebSocket: browsers apply no same-origin
 /// rule to it, and it reads the user's events.
-fn check_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+fn check_origin(parts: &Parts, state: &Services) -> Result<(), ApiError> {
     let websocket = parts
         .headers
         .get(header::UPGRADE)
@@ -179,7 +173,7 @@ fn check_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-fn operator(user: User, state: &AppState) -> User {
+fn operator(user: User, state: &Services) -> User {
     let op = state
         .config
         .auth
@@ -196,12 +190,12 @@ fn operator(user: User, state: &AppState) -> User {
     }
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+impl FromRequestParts<Arc<Services>> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Arc<Services>,
     ) -> Result<Self, Self::Rejection> {
         let user = identify(parts, state).await?;
         still_allowed(state, &user.0).await?;
@@ -210,7 +204,7 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// The user the request's credentials name.
-async fn identify(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError> {
+async fn identify(parts: &Parts, state: &Services) -> Result<AuthUser, ApiError> {
     let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let token = value
@@ -232,7 +226,6 @@ async fn identify(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError>
             };
         }
         let claims = state
-            .auth
             .keys
             .verify_access(token, now_secs())
             .map_err(|e| ApiError::Unauthorized(format!("{e}; refresh it or sign in again")))?;
@@ -277,12 +270,12 @@ async fn identify(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError>
 /// The client's address, as [`client_ip`] finds it.
 pub struct ClientIp(pub String);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl FromRequestParts<Arc<Services>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Arc<Services>,
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(parts, state.config.auth.trust_proxy)))
     }

@@ -2,6 +2,7 @@
 //! rotating refresh token, sign-out, exchanging a token for a cookie (local auth
 //! in a browser), WebSocket tickets, and personal API tokens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -31,10 +32,10 @@ use super::generate_token;
 use super::github;
 use super::hash_token;
 use super::now_secs;
-use crate::AppState;
 use crate::api::ApiError;
 use crate::api::ApiJson;
 use crate::secrets::AccessClaims;
+use crate::services::Services;
 
 /// What the CLI keeps after signing in.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ pub struct TokenPair {
 }
 
 /// Routes under `/auth` and the account routes under `/api/v1`.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Arc<Services>> {
     Router::new()
         .route("/auth/github/login", get(github::login))
         .route("/auth/github/callback", get(github::callback))
@@ -71,7 +72,7 @@ fn session_id() -> String {
 
 /// A new CLI session for `user`.
 pub(super) async fn issue_cli_session(
-    state: &AppState,
+    state: &Services,
     user: &User,
 ) -> Result<TokenPair, ApiError> {
     let sid = session_id();
@@ -96,7 +97,7 @@ pub(super) async fn issue_cli_session(
     })
 }
 
-fn access_token(state: &AppState, user_id: i64, sid: &str) -> String {
+fn access_token(state: &Services, user_id: i64, sid: &str) -> String {
     let now = now_secs();
     let claims = AccessClaims {
         sub: user_id,
@@ -104,12 +105,12 @@ fn access_token(state: &AppState, user_id: i64, sid: &str) -> String {
         iat: now,
         exp: now + state.config.auth.access_ttl_secs,
     };
-    state.auth.keys.sign_access(&claims)
+    state.keys.sign_access(&claims)
 }
 
 /// A new browser session; returns its `Set-Cookie` value.
 pub(super) async fn start_web_session(
-    state: &AppState,
+    state: &Services,
     user: &User,
 ) -> Result<HeaderValue, ApiError> {
     let value = generate_token().replacen("dh_", "dhs_", 1);
@@ -146,7 +147,7 @@ struct RefreshParams {
 /// `POST /auth/refresh`: spends a refresh token for a new pair. Reusing a spent one
 /// revokes the session.
 async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     parts: Parts,
     ApiJson(p): ApiJson<RefreshParams>,
 ) -> Result<Json<TokenPair>, ApiError> {
@@ -185,7 +186,7 @@ struct LogoutParams {
 
 /// `POST /auth/logout`: revokes the session of the cookie, the bearer JWT, or the given refresh token.
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -209,7 +210,7 @@ async fn logout(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(claims) = bearer.and_then(|t| state.auth.keys.verify_access(t, now_secs()).ok()) {
+    if let Some(claims) = bearer.and_then(|t| state.keys.verify_access(t, now_secs()).ok()) {
         revoked |= state.store.revoke_session(&claims.sid).await?;
     }
     if let Some(rt) = body.refresh_token
@@ -234,7 +235,7 @@ struct TokenLoginParams {
 
 /// `POST /auth/token {token}`: a browser signs in with the admin token or an API token.
 async fn token_login(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     parts: Parts,
     ApiJson(p): ApiJson<TokenLoginParams>,
 ) -> Result<Response, ApiError> {
@@ -257,19 +258,19 @@ async fn token_login(
 }
 
 /// `GET /auth/info`: which ways to sign in this server offers, for the web UI.
-async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({"github": state.auth.github.is_some()}))
+async fn info(State(state): State<Arc<Services>>) -> Json<serde_json::Value> {
+    Json(json!({"github": state.sign_in().is_some()}))
 }
 
 /// `GET /api/v1/me`.
-async fn me(State(state): State<AppState>, user: AuthUser) -> Json<serde_json::Value> {
+async fn me(State(state): State<Arc<Services>>, user: AuthUser) -> Json<serde_json::Value> {
     let github = state.store.github_token(user.0.id).ok().flatten().is_some();
     Json(json!({"login": user.0.login, "operator": user.is_operator(), "github": github}))
 }
 
 /// `POST /api/v1/ws-ticket`: a 60-second, single-use ticket for `?ticket=` on the events WebSocket.
 async fn ws_ticket(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ticket = state
@@ -290,7 +291,7 @@ struct CreateTokenParams {
 
 /// `POST /api/v1/tokens {name}`: a personal token, shown once.
 async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     ApiJson(p): ApiJson<CreateTokenParams>,
 ) -> Result<Response, ApiError> {
@@ -321,7 +322,7 @@ async fn create_token(
 
 /// `GET /api/v1/tokens`: the caller's tokens, without the secrets.
 async fn list_tokens(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tokens: Vec<serde_json::Value> = state
@@ -342,7 +343,7 @@ async fn list_tokens(
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens.
 async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -357,17 +358,17 @@ async fn revoke_token(
 
 /// `GET /api/v1/repos`: repositories the signed-in GitHub user can see (for suggestions).
 async fn repos(
-    State(state): State<AppState>,
+    State(state): State<Arc<Services>>,
     user: AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (Some(gh), Some((sealed, _))) = (&state.auth.github, state.store.github_token(user.0.id)?)
+    let (Some(gh), Some((sealed, _))) = (state.sign_in(), state.store.github_token(user.0.id)?)
     else {
         return Ok(Json(json!({"repos": []})));
     };
-    let token =
-        state.auth.keys.open(&sealed).ok_or_else(|| {
-            ApiError::Internal("the stored GitHub token cannot be decrypted".into())
-        })?;
+    let token = state
+        .keys
+        .open(&sealed)
+        .ok_or_else(|| ApiError::Internal("the stored GitHub token cannot be decrypted".into()))?;
     let repos = gh
         .user_repos(&token, 1)
         .await

@@ -6,32 +6,17 @@ use dockhand_forge::github::NewPullRequest;
 use dockhand_store::TaskRow;
 
 use super::PublishError;
-use crate::runner::RunnerDeps;
 use crate::runner::clip;
+use crate::services::Services;
 
 /// Hidden in every comment and body Dockhand writes, so its own comments never trigger it.
 pub const MARKER: &str = "<!-- dockhand -->";
 
-/// The user's GitHub token, decrypted, if they signed in with GitHub.
-pub(crate) fn user_token(deps: &RunnerDeps, user_id: i64) -> Option<String> {
-    stored_token(&deps.store, &deps.keys, user_id)
-}
-
-/// A user's stored GitHub token, decrypted.
-pub(crate) fn stored_token(
-    store: &dockhand_store::Store,
-    keys: &crate::secrets::Keys,
-    user_id: i64,
-) -> Option<String> {
-    let (sealed, _) = store.github_token(user_id).ok().flatten()?;
-    keys.open(&sealed)
-}
-
-fn task_link(deps: &RunnerDeps, task: &TaskRow) -> String {
+fn task_link(deps: &Services, task: &TaskRow) -> String {
     format!("{}/#/tasks/{}", deps.config.public_url(), task.id)
 }
 
-fn pr_body(deps: &RunnerDeps, task: &TaskRow, summary: &str, stat: &str) -> String {
+fn pr_body(deps: &Services, task: &TaskRow, summary: &str, stat: &str) -> String {
     let summary = if summary.trim().is_empty() {
         "(the agent left no summary)"
     } else {
@@ -49,15 +34,15 @@ fn pr_body(deps: &RunnerDeps, task: &TaskRow, summary: &str, stat: &str) -> Stri
 /// Pushes the bundle's branch to `url`, then, for a GitHub repository, opens the
 /// pull request or (for a follow-up) comments on the one already open.
 pub(super) async fn push_and_open_pr(
-    deps: &RunnerDeps,
+    deps: &Services,
     task: &TaskRow,
     url: &str,
     bundle: &Path,
     summary: &str,
     stat: &str,
 ) -> Result<String, PublishError> {
-    let gh_repo = deps.github.repo_of(url);
-    let token = user_token(deps, task.user_id);
+    let gh_repo = deps.forge.github.repo_of(url);
+    let token = deps.user_token(task.user_id);
     if gh_repo.is_some() && token.is_none() {
         return Err(PublishError::GitHub(format!(
             "cannot push to {url}: the task's owner has no GitHub token (sign in with GitHub at {}/auth/github/login). \
@@ -65,7 +50,8 @@ pub(super) async fn push_and_open_pr(
             deps.config.public_url()
         )));
     }
-    deps.mirrors
+    deps.forge
+        .mirrors
         .push_bundle(
             url,
             token.as_deref(),
@@ -91,7 +77,12 @@ pub(super) async fn push_and_open_pr(
     let gh_err = |e: dockhand_forge::github::GitHubError| {
         PublishError::GitHub(format!("{e}. The branch was pushed"))
     };
-    let (pr, created) = deps.github.open_pr(&token, &new).await.map_err(gh_err)?;
+    let (pr, created) = deps
+        .forge
+        .github
+        .open_pr(&token, &new)
+        .await
+        .map_err(gh_err)?;
     deps.store
         .set_pull_request(&task.id, pr.html_url.clone(), pr.number, !created)
         .await
@@ -100,7 +91,7 @@ pub(super) async fn push_and_open_pr(
         if let Some((issue_repo, number)) = task.origin_issue.as_deref().and_then(parse_issue) {
             let note = format!("{MARKER}\nDockhand opened {} for this.", pr.html_url);
             if let Some((o, r)) = issue_repo.split_once('/')
-                && let Err(e) = deps.github.comment(&token, o, r, number, &note).await
+                && let Err(e) = deps.forge.github.comment(&token, o, r, number, &note).await
             {
                 tracing::warn!(task = %task.id, error = %e, "commenting on the originating issue");
             }
@@ -112,7 +103,8 @@ pub(super) async fn push_and_open_pr(
             clip(summary.trim(), 6000),
             clip(stat, 3000)
         );
-        deps.github
+        deps.forge
+            .github
             .comment(&token, &owner, &repo, pr.number, &note)
             .await
             .map_err(gh_err)?;

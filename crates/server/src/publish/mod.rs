@@ -7,8 +7,6 @@
 mod github;
 
 pub(crate) use github::MARKER;
-pub(crate) use github::stored_token;
-pub(crate) use github::user_token;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
@@ -21,7 +19,7 @@ use dockhand_sandbox::ExecRequest;
 use dockhand_sandbox::Sandbox;
 use dockhand_store::TaskRow;
 
-use crate::runner::RunnerDeps;
+use crate::services::Services;
 
 /// Where the sandbox writes the bundle, relative to the workspace.
 const BUNDLE: &str = ".git/dockhand/result.bundle";
@@ -83,7 +81,7 @@ fn parse_shortstat(s: &str) -> (u32, u32, u32) {
 
 /// Commits and hands the branch back; returns a one-line note for the person.
 pub async fn publish(
-    deps: &RunnerDeps,
+    deps: &Services,
     task: &TaskRow,
     sandbox: &dyn Sandbox,
     summary: &str,
@@ -194,12 +192,12 @@ pub async fn publish(
 
 /// Copies the bundle out of the workspace (no symlinks, size bounded) into the
 /// coordinator's own directory.
-fn copy_bundle(deps: &RunnerDeps, task: &TaskRow) -> Result<std::path::PathBuf, PublishError> {
+fn copy_bundle(deps: &Services, task: &TaskRow) -> Result<std::path::PathBuf, PublishError> {
     let ws = task
         .workspace
         .as_ref()
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| deps.workspace(&task.id));
+        .unwrap_or_else(|| deps.workspace_dir(&task.id));
     let dir = deps.config.data_dir.join("bundles");
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -3,6 +3,7 @@
 //! and events WebSocket as every other client.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::LazyLock;
 
 use axum::Router;
@@ -18,8 +19,8 @@ use axum::response::Response;
 use axum::routing::get;
 use sha2::Digest;
 
-use crate::AppState;
 use crate::auth::AuthUser;
+use crate::services::Services;
 
 /// Only our own files: no inline script or style, no other origin, no framing.
 /// `connect-src 'self'` covers the same-origin `ws:`/`wss:` events socket.
@@ -86,7 +87,7 @@ static ETAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
 });
 
 /// `/`, the scripts, styles, icon and manifest.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Arc<Services>> {
     let mut router = Router::new().route("/", get(index));
     for asset in ASSETS {
         router = router.route(
@@ -143,7 +144,7 @@ fn esc(s: &str) -> String {
 
 /// The page shell. The scripts decide which screen to show; the signed-in
 /// user's name is filled in here.
-async fn index(State(state): State<AppState>, mut parts: Parts) -> Response {
+async fn index(State(state): State<Arc<Services>>, mut parts: Parts) -> Response {
     let who = match AuthUser::from_request_parts(&mut parts, &state).await {
         Ok(user) => format!("Signed in as {}", esc(&user.0.login)),
         Err(_) => String::new(),

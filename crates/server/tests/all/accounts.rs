@@ -342,7 +342,7 @@ async fn personal_tokens_are_shown_once_listed_and_revoked() {
     assert!(token.starts_with("dh_"));
     assert_eq!(get(&h, &token, "/api/v1/me").await.1["login"], "alice");
     // The last use is recorded without holding up the request; wait for the commit.
-    h.coord().state().store.flush().await.unwrap();
+    h.coord().services().store.flush().await.unwrap();
     let list: Value = alice
         .get(format!("{}/api/v1/tokens", h.base))
         .send()

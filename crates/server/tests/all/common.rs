@@ -438,7 +438,7 @@ pub fn workspace(h: &Harness, id: &str) -> PathBuf {
     let id = dockhand_protocol::TaskId::parse(id).unwrap();
     PathBuf::from(
         h.coord()
-            .state()
+            .services()
             .store
             .get_task(&id)
             .unwrap()

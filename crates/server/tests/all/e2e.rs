@@ -68,7 +68,7 @@ async fn a_task_views_edits_runs_commands_and_lands_on_its_branch() {
     );
 
     // tool_calls hold each input, output and exit code.
-    let store = &h.coord().state().store;
+    let store = &h.coord().services().store;
     let id = TaskId::parse(task.id.as_str()).unwrap();
     let calls = store.tool_calls(&id).unwrap();
     assert_eq!(calls.len(), 4);

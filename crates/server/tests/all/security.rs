@@ -243,7 +243,7 @@ async fn the_data_directory_is_owner_only_under_a_permissive_umask() {
     let task = s.submit("publish something").await;
     let done = s.h.wait_done(task["id"].as_str().unwrap()).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
-    s.h.coord().state().store.flush().await.unwrap();
+    s.h.coord().services().store.flush().await.unwrap();
     let data = s.h.data_dir();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     // The local sandbox's unprivileged uid reaches its workspace through a bind
