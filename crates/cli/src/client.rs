@@ -168,7 +168,7 @@ impl Client {
         .await
     }
 
-    pub async fn gc(&self, dry_run: bool) -> Result<dockhand_server::janitor::GcReport> {
+    pub async fn gc(&self, dry_run: bool) -> Result<dockhand_protocol::GcReport> {
         let body = serde_json::json!({ "dry_run": dry_run });
         self.send(
             "collecting garbage",

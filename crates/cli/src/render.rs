@@ -66,7 +66,7 @@ pub fn task_table(tasks: &[Task]) {
     }
 }
 
-pub fn gc_report(report: &dockhand_server::janitor::GcReport) {
+pub fn gc_report(report: &dockhand_protocol::GcReport) {
     if report.dry_run {
         println!("dry run: nothing was removed");
     }

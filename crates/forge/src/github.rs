@@ -85,19 +85,6 @@ pub struct GitHubUser {
     pub login: String,
 }
 
-/// A repository the user can see.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RepoSummary {
-    /// `owner/name`.
-    pub full_name: String,
-    /// Whether it is private.
-    #[serde(default)]
-    pub private: bool,
-    /// Default branch.
-    #[serde(default)]
-    pub default_branch: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct TokenReply {
     access_token: Option<String>,
@@ -346,7 +333,7 @@ impl GitHubClient {
         &self,
         token: &str,
         page: u32,
-    ) -> Result<Vec<RepoSummary>, GitHubError> {
+    ) -> Result<Vec<dockhand_protocol::RepoSummary>, GitHubError> {
         let what = "the user's repositories";
         let resp = self
             .get(

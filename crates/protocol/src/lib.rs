@@ -4,6 +4,8 @@
 //! the CLI and the browser cannot drift apart. Field names are snake_case.
 #![deny(missing_docs)]
 
+mod account;
+mod admin;
 mod api;
 mod event;
 mod ids;
@@ -11,6 +13,8 @@ mod network;
 mod task;
 mod ws;
 
+pub use account::*;
+pub use admin::*;
 pub use api::*;
 pub use event::*;
 pub use ids::*;

@@ -128,7 +128,7 @@ fn serve(
     services: Arc<Services>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = crate::api::router(services);
+    let app = crate::http::router(services);
     tokio::spawn(async move {
         let serve = axum::serve(
             listener,

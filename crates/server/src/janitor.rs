@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dockhand_protocol::GcItem;
+use dockhand_protocol::GcReport;
 use dockhand_protocol::TaskStatus;
 use dockhand_sandbox::docker::DockerProvider;
 use dockhand_sandbox::docker::LABEL_COORDINATOR;
@@ -14,36 +16,8 @@ use dockhand_sandbox::docker::LABEL_POOL;
 use dockhand_sandbox::docker::env_cache::list_env_images;
 use dockhand_sandbox::docker::env_cache::remove_image;
 use dockhand_store::now_ms;
-use serde::Deserialize;
-use serde::Serialize;
 
 use crate::services::Services;
-
-/// One thing `gc` looked at.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GcItem {
-    /// What it is: a path, a container id or an image.
-    pub what: String,
-    /// The task it belongs to, if any.
-    pub task: Option<String>,
-    /// `remove` (dry run), `removed`, `kept` or `failed`.
-    pub action: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// What `gc` did (or would do).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct GcReport {
-    /// Whether anything was actually removed.
-    pub dry_run: bool,
-    /// Task workspaces.
-    pub workspaces: Vec<GcItem>,
-    /// Containers.
-    pub containers: Vec<GcItem>,
-    /// Environment images.
-    pub images: Vec<GcItem>,
-}
 
 fn item(
     what: impl Into<String>,

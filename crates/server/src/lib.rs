@@ -1,12 +1,13 @@
 //! The coordinator: HTTP API, WebSocket hub, scheduler and runner, wired together.
 
-pub mod api;
+pub mod actor;
 pub mod auth;
 pub mod config;
 mod coordinator;
 mod data_dir;
 pub mod egress;
 mod error;
+pub mod http;
 pub mod hub;
 pub mod janitor;
 mod metrics;
@@ -20,6 +21,9 @@ pub mod sandboxes;
 pub mod scheduler;
 pub mod secrets;
 mod services;
+pub mod tasks;
+mod text;
+mod triggers;
 
 pub use config::Config;
 pub use coordinator::Coordinator;

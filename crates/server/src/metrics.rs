@@ -1,16 +1,13 @@
 //! `/metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use dockhand_protocol::TaskStatus;
 
 use crate::services::Services;
 
-pub(crate) async fn render(State(state): State<Arc<Services>>) -> impl IntoResponse {
+/// Every metric, in the Prometheus text format.
+pub(crate) fn render(state: &Services) -> String {
     let mut out = String::new();
     let counts = state.store.count_by_status().unwrap_or_default();
     let _ = writeln!(
@@ -94,5 +91,5 @@ pub(crate) async fn render(State(state): State<Arc<Services>>) -> impl IntoRespo
             "dockhand_egress_refused_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    out
 }

@@ -86,15 +86,6 @@ async fn chown_tree(dir: &Path, uid: u32) -> Result<(), RunError> {
     Ok(())
 }
 
-fn tail(text: &[u8]) -> String {
-    let text = String::from_utf8_lossy(text);
-    let mut start = text.len().saturating_sub(TAIL);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].trim().to_owned()
-}
-
 /// Streams a step's output as `tool_output` events under the id `setup` or `prepare`.
 struct StepOutput {
     store: Store,
@@ -384,7 +375,10 @@ pub(crate) async fn provision(
                 (false, Some(code)) => format!("exit code {code}"),
                 (false, None) => "killed".to_owned(),
             };
-            return Err(RunError::Prepare(format!("{why}:\n{}", tail(&out.kept))));
+            return Err(RunError::Prepare(format!(
+                "{why}:\n{}",
+                crate::text::tail(&String::from_utf8_lossy(&out.kept), TAIL)
+            )));
         }
         deps.store.set_prepared(&task.id).await?;
         task.prepared = true;

@@ -50,18 +50,6 @@ pub(crate) enum RunError {
     Io(String),
 }
 
-/// Cuts text to at most `max` bytes at a character boundary.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
-}
-
 pub(crate) fn phase(
     store: &Store,
     id: &TaskId,

@@ -3,48 +3,11 @@
 //! request, so removing someone takes effect at once; org membership is asked of
 //! GitHub with the user's own token and remembered for at most ten minutes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
-use std::time::Instant;
-
 use dockhand_forge::github::GitHubClient;
 use dockhand_store::User;
 
-use crate::api::ApiError;
+use super::AuthError;
 use crate::services::Services;
-
-/// Longest an org membership answer is trusted.
-pub(crate) const MAX_MEMBERSHIP_TTL: Duration = Duration::from_secs(600);
-/// Users whose membership is remembered at once; past this the oldest half goes.
-const MAX_CACHED: usize = 10_000;
-
-/// Org membership answers, by Dockhand user id.
-#[derive(Default)]
-pub struct Memberships {
-    answers: Mutex<HashMap<i64, (Instant, bool)>>,
-}
-
-impl Memberships {
-    fn get(&self, user: i64, ttl: Duration) -> Option<bool> {
-        let answers = self.answers.lock().ok()?;
-        let (at, member) = answers.get(&user)?;
-        (at.elapsed() < ttl).then_some(*member)
-    }
-
-    fn put(&self, user: i64, member: bool) {
-        let Ok(mut answers) = self.answers.lock() else {
-            return;
-        };
-        if answers.len() >= MAX_CACHED {
-            let mut ages: Vec<Instant> = answers.values().map(|(at, _)| *at).collect();
-            ages.sort_unstable();
-            let cut = ages[ages.len() / 2];
-            answers.retain(|_, (at, _)| *at > cut);
-        }
-        answers.insert(user, (Instant::now(), member));
-    }
-}
 
 /// Whether the token's user belongs to any allowed org; an error only when no
 /// org said yes and GitHub could not answer for one of them.
@@ -100,12 +63,12 @@ pub(crate) async fn may_sign_in(
 
 /// At every request: a GitHub user must still be allowed. Local users (the
 /// admin, tokens made under local auth) have no GitHub identity and pass.
-pub(crate) async fn still_allowed(state: &Services, user: &User) -> Result<(), ApiError> {
+pub(crate) async fn still_allowed(state: &Services, user: &User) -> Result<(), AuthError> {
     let Some((login, Some(_github_id))) = state.store.user_identity(user.id)? else {
         return Ok(());
     };
     let refused = || {
-        ApiError::Unauthorized(format!(
+        AuthError::Unauthorized(format!(
             "the GitHub account {login} is no longer allowed to use this Dockhand \
              (github.allowed_users, github.allowed_orgs)"
         ))
@@ -126,7 +89,7 @@ pub(crate) async fn still_allowed(state: &Services, user: &User) -> Result<(), A
             state.auth.memberships.put(user.id, member);
             if member { Ok(()) } else { Err(refused()) }
         }
-        Err(e) => Err(ApiError::BadGateway(format!(
+        Err(e) => Err(AuthError::Upstream(format!(
             "could not confirm that {login} may use this Dockhand: {e}"
         ))),
     }

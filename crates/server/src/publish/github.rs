@@ -6,8 +6,8 @@ use dockhand_forge::github::NewPullRequest;
 use dockhand_store::TaskRow;
 
 use super::PublishError;
-use crate::runner::clip;
 use crate::services::Services;
+use crate::text::clip;
 
 /// Hidden in every comment and body Dockhand writes, so its own comments never trigger it.
 pub const MARKER: &str = "<!-- dockhand -->";

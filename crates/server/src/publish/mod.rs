@@ -93,7 +93,7 @@ pub async fn publish(
         .ok_or_else(|| PublishError::Commit("the task has no base commit".into()))?;
     let git = &deps.config.git;
     let mut message = format!("{}\n\n", task.title);
-    message.push_str(&crate::runner::clip(summary.trim(), 8000));
+    message.push_str(&crate::text::clip(summary.trim(), 8000));
     message.push_str(&format!("\n\nDockhand-Task: {}\n", task.id));
     // The person who asked is a co-author; GitHub links the noreply address to them.
     if let Ok(Some((login, Some(id)))) = deps.store.user_identity(task.user_id) {
@@ -125,7 +125,7 @@ pub async fn publish(
         let why = if out.timed_out {
             "timed out".to_owned()
         } else {
-            crate::runner::clip(stderr.trim(), 2000)
+            crate::text::clip(stderr.trim(), 2000)
         };
         return Err(PublishError::Commit(why));
     }
@@ -165,7 +165,7 @@ pub async fn publish(
                 files_changed: files,
                 insertions: ins,
                 deletions: del,
-                stat: crate::runner::clip(&stat, 8000),
+                stat: crate::text::clip(&stat, 8000),
             }),
         )
         .map_err(|e| PublishError::Commit(e.to_string()))?;

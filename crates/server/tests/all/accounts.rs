@@ -416,7 +416,9 @@ async fn other_users_things_answer_404_on_every_route() {
     let gated = "while [ ! -e /workspace/.git/go ]; do sleep 0.02; done";
     let scenario = Scenario::new()
         .turn(Turn::tool("bash", json!({"command": gated})))
-        .text("Done.");
+        .text("Done.")
+        // Counted globally, so the task bob starts finds the turns used up.
+        .global();
     // One slot, so tasks bob starts wait and leave alice's turns alone.
     let (h, _gh) = github_harness(scenario, |c| c.scheduler.max_concurrent = 1).await;
     let alice_access = device_sign_in(&h).await["tokens"]["access_token"]
@@ -571,7 +573,9 @@ async fn limits_answer_429_with_retry_after() {
     let gated = "while [ ! -e /workspace/.git/go ]; do sleep 0.02; done";
     let scenario = Scenario::new()
         .turn(Turn::tool("bash", json!({"command": gated})))
-        .text("Done.");
+        .text("Done.")
+        // Counted globally, so the last task finds the turns used up.
+        .global();
     let h = Harness::start_with(scenario, |c| {
         c.auth.rate_limits.signin_per_ip = 3;
         c.auth.max_active_tasks_per_user = 1;

@@ -34,7 +34,8 @@ async fn gc_removes_old_published_workspaces_and_never_unpublished_work() {
         .turn(create("/workspace/a"))
         .text("Done.")
         .turn(create("/workspace/b"))
-        .turn(Turn::text("I won't continue.").stop_reason("refusal"));
+        .turn(Turn::text("I won't continue.").stop_reason("refusal"))
+        .global();
     let h = Harness::start_with(scenario, |c| c.retention.workspace_days = 0).await;
     let repo = h.repo(&[("README", "r\n")]);
     let published = h.submit(&repo, "make a").await;

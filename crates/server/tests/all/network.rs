@@ -303,7 +303,8 @@ async fn open_is_out_but_not_in(backend: Backend) {
             json!({ "command": format!("{reach}; {INTERFACES}") }),
         ))
         .text("Reached.")
-        .text("Listened.");
+        .text("Listened.")
+        .global();
     let h = harness(backend, scenario, |c| {
         c.sandbox.network.level = NetworkLevel::Open;
         c.scheduler.max_concurrent = 2;

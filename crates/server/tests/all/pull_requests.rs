@@ -477,7 +477,9 @@ async fn comments_on_the_pull_request_follow_up_and_labels_start_tasks() {
         .text("Made A.")
         .turn(create("/workspace/B.md", "b\n"))
         .text("Made B.")
-        .text("Nothing to change for this issue.");
+        .text("Nothing to change for this issue.")
+        // The labelled task gets the last turn: counted globally.
+        .global();
     let s = setup_with(scenario, |c| c.auth.operators = vec!["alice".into()]).await;
     let url = format!("{}/webhooks/github", s.h.base);
     let task = s.submit("make A").await;

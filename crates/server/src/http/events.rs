@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::Path;
 use axum::extract::Query;
 use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::Message;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::ws::WebSocket;
@@ -17,61 +17,44 @@ use axum::http::HeaderMap;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::get;
 use dockhand_protocol::ControlKind;
 use dockhand_protocol::ControlMessage;
+use dockhand_protocol::EventsQuery;
 use dockhand_protocol::TaskId;
-use serde::Deserialize;
 
 use super::ApiError;
-use super::tasks::load_task;
-use crate::auth::AuthUser;
+use crate::actor::Actor;
 use crate::hub::HubMsg;
 use crate::services::Services;
+use crate::tasks::TaskService;
 
 /// Events per page when replaying from the store.
 const PAGE: usize = 500;
 /// A send that takes longer than this means the client has stalled.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) fn router() -> Router<Arc<Services>> {
-    Router::new().route("/api/v1/tasks/{id}/events", get(events))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventsQuery {
-    after: Option<u64>,
-    limit: Option<usize>,
-    /// Read by the auth extractor (browsers' WebSocket tickets); accepted here.
-    #[serde(rename = "ticket")]
-    _ticket: Option<String>,
-}
-
-async fn events(
+/// `GET /api/v1/tasks/{id}/events`: a page of stored events, or the stream.
+pub(super) async fn events(
     State(state): State<Arc<Services>>,
-    user: AuthUser,
+    actor: Actor,
     Path(id): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest {
-        message: e.body_text(),
-        fields: Default::default(),
-    })?;
-    let row = load_task(&state, &user, &id)?;
+    let q = super::tasks::query(q)?;
+    let tasks = TaskService::new(&state);
     let after = q.after.unwrap_or(0);
     let wants_ws = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if wants_ws {
+        let task = tasks.get(&actor, &id)?.id;
         let ws = ws.map_err(|e| ApiError::BadRequest {
             message: e.body_text(),
             fields: Default::default(),
         })?;
-        let task = row.id;
         return Ok(ws
             .read_buffer_size(4096)
             .write_buffer_size(0)
@@ -79,11 +62,7 @@ async fn events(
             .on_upgrade(move |socket| stream(socket, state, task, after))
             .into_response());
     }
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 10000"));
-    }
-    let events = state.store.events_after_json(&row.id, after, limit)?;
+    let events = tasks.events(&actor, &id, after, q.limit.unwrap_or(1000))?;
     let mut body =
         String::with_capacity(events.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 16);
     body.push_str(r#"{"events":["#);

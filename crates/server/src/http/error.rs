@@ -15,6 +15,9 @@ use dockhand_protocol::ErrorBody;
 use dockhand_protocol::ErrorResponse;
 use dockhand_store::StoreError;
 
+use crate::auth::AuthError;
+use crate::tasks::TaskError;
+
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -212,5 +215,44 @@ pub struct ApiJson<T>(pub T);
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Invalid { field, message } => ApiError::field(field, message),
+            TaskError::TooLarge { field, message } => ApiError::field_too_large(field, message),
+            TaskError::NotFound => ApiError::task_not_found(),
+            TaskError::Conflict(m) => ApiError::Conflict(m),
+            TaskError::RateLimited {
+                message,
+                retry_after,
+            } => ApiError::RateLimited {
+                message,
+                retry_after,
+            },
+            TaskError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
+            AuthError::Forbidden(m) => ApiError::Forbidden(m),
+            AuthError::NotConfigured => ApiError::NotFound(e.to_string()),
+            AuthError::RateLimited {
+                message,
+                retry_after,
+            } => ApiError::RateLimited {
+                message,
+                retry_after,
+            },
+            AuthError::Upstream(m) => ApiError::BadGateway(m),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal(m) => ApiError::Internal(m),
+        }
     }
 }

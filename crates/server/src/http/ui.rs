@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use sha2::Digest;
 
-use crate::auth::AuthUser;
+use crate::actor::Actor;
 use crate::services::Services;
 
 /// Only our own files: no inline script or style, no other origin, no framing.
@@ -32,7 +32,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// first paint (and a client without scripts) already says it.
 const WHO_MARK: &str = "<!--who-->";
 
-const INDEX: &str = include_str!("assets/index.html");
+const INDEX: &str = include_str!("../../ui/assets/index.html");
 
 /// A file served as it is.
 struct Asset {
@@ -45,32 +45,32 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/ui/app.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/app.js"),
+        body: include_bytes!("../../ui/assets/app.js"),
     },
     Asset {
         path: "/ui/task.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/task.js"),
+        body: include_bytes!("../../ui/assets/task.js"),
     },
     Asset {
         path: "/ui/util.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/util.js"),
+        body: include_bytes!("../../ui/assets/util.js"),
     },
     Asset {
         path: "/ui/app.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("assets/app.css"),
+        body: include_bytes!("../../ui/assets/app.css"),
     },
     Asset {
         path: "/ui/icon.svg",
         content_type: "image/svg+xml",
-        body: include_bytes!("assets/icon.svg"),
+        body: include_bytes!("../../ui/assets/icon.svg"),
     },
     Asset {
         path: "/manifest.webmanifest",
         content_type: "application/manifest+json",
-        body: include_bytes!("assets/manifest.webmanifest"),
+        body: include_bytes!("../../ui/assets/manifest.webmanifest"),
     },
 ];
 
@@ -86,9 +86,8 @@ static ETAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// `/`, the scripts, styles, icon and manifest.
-pub fn router() -> Router<Arc<Services>> {
-    let mut router = Router::new().route("/", get(index));
+/// Adds the scripts, styles, icon and manifest to `router`.
+pub(super) fn assets(mut router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     for asset in ASSETS {
         router = router.route(
             asset.path,
@@ -144,9 +143,10 @@ fn esc(s: &str) -> String {
 
 /// The page shell. The scripts decide which screen to show; the signed-in
 /// user's name is filled in here.
-async fn index(State(state): State<Arc<Services>>, mut parts: Parts) -> Response {
-    let who = match AuthUser::from_request_parts(&mut parts, &state).await {
-        Ok(user) => format!("Signed in as {}", esc(&user.0.login)),
+/// `GET /`.
+pub(super) async fn index(State(state): State<Arc<Services>>, mut parts: Parts) -> Response {
+    let who = match Actor::from_request_parts(&mut parts, &state).await {
+        Ok(actor) => format!("Signed in as {}", esc(&actor.user.login)),
         Err(_) => String::new(),
     };
     let body = INDEX.replacen(WHO_MARK, &who, 1);

@@ -1,61 +1,25 @@
-//! `POST /webhooks/github`: GitHub triggers. The signature is checked in constant
-//! time over the raw body, deliveries are deduplicated by id and by a hash of the
-//! signed body (a captured delivery replayed under a new id does nothing), and the
-//! work happens after the 202. `/dockhand <prompt>` in a comment (or the
-//! `dockhand` label on an issue) starts a task, run with the sender's own token;
-//! the same comment on a Dockhand pull request is a follow-up to its task. Only a
-//! Dockhand user who is still allowed in and may push to the repository triggers
-//! anything; anyone else is told why in a reply.
+//! GitHub triggers: `/dockhand <prompt>` in a comment (or the `dockhand` label
+//! on an issue) starts a task, run with the sender's own token; the same comment
+//! on a Dockhand pull request is a follow-up to its task. Only a Dockhand user
+//! who is still allowed in and may push to the repository triggers anything;
+//! anyone else is told why in a reply.
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::http::StatusCode;
-use axum::routing::post;
 use dockhand_protocol::CreateTaskParams;
 use dockhand_store::User;
-use hmac::Mac;
 use serde::Deserialize;
-use serde::Serialize;
-use sha2::Digest;
-use std::sync::Arc;
 
-use super::ApiError;
-use crate::auth::AuthUser;
+use crate::actor::Actor;
 use crate::publish::MARKER;
 use crate::services::Services;
-
-pub(super) fn router() -> Router<Arc<Services>> {
-    Router::new().route("/webhooks/github", post(github))
-}
-
-fn verify(secret: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(hex_sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
-}
-
-/// What the webhook answers.
-#[derive(Serialize)]
-struct Accepted {
-    status: &'static str,
-}
+use crate::tasks::NewTaskInput;
+use crate::tasks::TaskError;
+use crate::tasks::TaskService;
 
 /// The parts of an `issue_comment` or `issues` payload Dockhand reads; anything
 /// missing reads as empty, so other events parse and are ignored.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Payload {
+pub struct Payload {
     action: Option<String>,
     repository: Repository,
     issue: Option<Issue>,
@@ -107,54 +71,8 @@ impl Account {
     }
 }
 
-async fn github(
-    State(state): State<Arc<Services>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let secret = &state.config.github.webhook_secret;
-    if secret.is_empty() {
-        return Err(ApiError::NotFound(
-            "GitHub webhooks are not configured (DOCKHAND_GITHUB_WEBHOOK_SECRET)".into(),
-        ));
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if !verify(secret, &body, header("x-hub-signature-256")) {
-        return Err(ApiError::Unauthorized(
-            "missing or wrong X-Hub-Signature-256".into(),
-        ));
-    }
-    let event = header("x-github-event").unwrap_or("").to_owned();
-    let delivery = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 100);
-    let Some(delivery) = delivery else {
-        return Err(ApiError::field("X-GitHub-Delivery", "is required"));
-    };
-    let payload: Payload = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-        message: format!("the body is not a JSON object: {e}"),
-        fields: Default::default(),
-    })?;
-    let body_hash = hex::encode(sha2::Sha256::digest(&body));
-    if !state.store.first_delivery(delivery, &body_hash).await? {
-        return Ok((
-            StatusCode::OK,
-            Json(Accepted {
-                status: "duplicate",
-            }),
-        ));
-    }
-    let st = state.clone();
-    tokio::spawn(async move {
-        if let Some(trigger) = Trigger::read(&event, payload)
-            && let Err(e) = handle(&st, trigger).await
-        {
-            tracing::warn!(event, error = %e, "handling a GitHub webhook");
-        }
-    });
-    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
-}
-
 /// A `/dockhand` comment or the `dockhand` label on an issue or pull request.
-struct Trigger {
+pub struct Trigger {
     /// `owner/name`.
     repo: String,
     number: u64,
@@ -169,7 +87,7 @@ struct Trigger {
 impl Trigger {
     /// The trigger a payload holds; `None` for everything Dockhand ignores (other
     /// events, bots, its own comments).
-    fn read(event: &str, p: Payload) -> Option<Trigger> {
+    pub fn read(event: &str, p: Payload) -> Option<Trigger> {
         let issue = p.issue?;
         if p.repository.full_name.is_empty() || issue.number == 0 || p.sender.is_bot() {
             return None;
@@ -279,7 +197,8 @@ async fn admit(state: &Services, t: &Trigger) -> Result<(User, String), String> 
     }
 }
 
-async fn handle(state: &Services, t: Trigger) -> Result<(), ApiError> {
+/// Starts (or steers) the task a trigger asks for, and says so on GitHub.
+pub async fn handle(state: &Services, t: Trigger) -> Result<(), TaskError> {
     let (user, token) = match admit(state, &t).await {
         Ok(admitted) => admitted,
         Err(why) => {
@@ -290,7 +209,7 @@ async fn handle(state: &Services, t: Trigger) -> Result<(), ApiError> {
     if t.on_pr && follow_up(state, &t, &user, &token).await? {
         return Ok(());
     }
-    let context = crate::runner::clip(&t.body, 8000);
+    let context = crate::text::clip(&t.body, 8000);
     let ask = if t.text.is_empty() {
         format!("Resolve this issue: {}", t.title)
     } else {
@@ -306,8 +225,11 @@ async fn handle(state: &Services, t: Trigger) -> Result<(), ApiError> {
         image: None,
     };
     let origin = Some(format!("{repo}#{number}"));
-    let created =
-        crate::api::tasks::create_task(state, &AuthUser(user), None, params, origin).await;
+    let tasks = TaskService::new(state);
+    let created = match NewTaskInput::parse(params, &state.config) {
+        Ok(input) => tasks.create(&Actor::webhook(user), input, origin).await,
+        Err(e) => Err(e),
+    };
     let text = match created {
         Ok(task) => format!(
             "On it: [Dockhand task {}]({}/#/tasks/{}). The pull request will be linked here.",
@@ -328,7 +250,7 @@ async fn follow_up(
     t: &Trigger,
     user: &User,
     token: &str,
-) -> Result<bool, ApiError> {
+) -> Result<bool, TaskError> {
     let web = state.config.github.web_url.trim_end_matches('/');
     let names = [
         t.repo.clone(),
@@ -353,8 +275,10 @@ async fn follow_up(
     } else {
         t.text.clone()
     };
-    state.store.follow_up(&task.id, text).await?;
-    state.scheduler.wake();
+    let actor = Actor::webhook(user.clone());
+    TaskService::new(state)
+        .follow_up(&actor, task.id.as_str(), text)
+        .await?;
     let link = format!("{}/#/tasks/{}", state.config.public_url(), task.id);
     reply(
         state,
@@ -364,33 +288,4 @@ async fn follow_up(
     )
     .await;
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn signatures_match_githubs_test_vector() {
-        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(super::verify(
-            "It's a Secret to Everybody",
-            b"Hello, World!",
-            Some(sig)
-        ));
-        assert!(!super::verify(
-            "It's a Secret to Everybody",
-            b"Hello, World?",
-            Some(sig)
-        ));
-        assert!(!super::verify("other", b"Hello, World!", Some(sig)));
-        assert!(!super::verify(
-            "It's a Secret to Everybody",
-            b"Hello, World!",
-            None
-        ));
-        assert!(!super::verify(
-            "It's a Secret to Everybody",
-            b"Hello, World!",
-            Some("sha1=abc")
-        ));
-    }
 }
