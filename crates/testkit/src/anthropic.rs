@@ -1,7 +1,12 @@
 //! A fake Anthropic Messages API on loopback. It plays a [`Scenario`], speaks
-//! the real SSE and error shapes (PROTOCOLS.md 1a), makes the checks the real
-//! API makes (key, version, required fields, `tool_use` / `tool_result`
+//! the real SSE, JSON and error shapes (PROTOCOLS.md 1a), makes the checks the
+//! real API makes (key, version, required fields, `tool_use` / `tool_result`
 //! pairing) and records every request so tests can assert on what the model saw.
+//!
+//! Each conversation plays the scenario from its start, unless the scenario
+//! counts globally (see [`Counting`]). `"stream": true` gets SSE; otherwise the
+//! answer is one `message` body, and a stream fault becomes the matching HTTP
+//! error (`stream_error`) or a body cut short (`cut_after_events`).
 //!
 //! Recording: every request whose body parses as JSON is recorded, in arrival
 //! order, including those then rejected (bad key, a 400) and those answered
@@ -10,8 +15,11 @@
 //! requests do not consume turns.
 
 mod checks;
+mod errors;
+mod playback;
 mod reply;
 mod scenario;
+mod validate;
 
 use std::collections::VecDeque;
 use std::io;
@@ -34,15 +42,18 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use axum::routing::post;
+use futures_util::StreamExt;
 use serde_json::Value;
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::FakeError;
+use errors::error_response;
+use playback::Pick;
+use playback::Playback;
 use reply::Frame;
 use reply::ReplyContext;
-use reply::Usage;
+pub use scenario::Counting;
 pub use scenario::Fault;
 pub use scenario::Scenario;
 pub use scenario::ToolUse;
@@ -87,14 +98,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Inner {
-    /// Index of the next turn to play.
-    next_turn: usize,
     requests: Vec<Value>,
-    /// Input tokens of the last request with cache breakpoints: what a real
-    /// cache would hold for the next one.
-    cached_tokens: u64,
-    /// For unique `msg_`, `req_` and `toolu_` ids.
-    counter: u64,
+    playback: Playback,
 }
 
 impl FakeAnthropic {
@@ -114,16 +119,7 @@ impl FakeAnthropic {
     /// Checks the scenario, binds and serves.
     pub async fn start_with(scenario: Scenario, options: FakeOptions) -> Result<Self, FakeError> {
         scenario.validate()?;
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| FakeError::Bind {
-                addr: options.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| FakeError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+        let (listener, addr) = crate::listen::bind(options.listen).await?;
         let (recorded_tx, recorded) = watch::channel(0);
         let state = Arc::new(Shared {
             scenario,
@@ -165,9 +161,10 @@ impl FakeAnthropic {
         self.state.lock().requests.clone()
     }
 
-    /// How many scenario entries (answers and faults) have been used up.
+    /// How many scenario entries (answers and faults) have been used up,
+    /// summed over conversations.
     pub fn turns_consumed(&self) -> usize {
-        self.state.lock().next_turn
+        self.state.lock().playback.consumed()
     }
 
     /// Waits until at least `n` requests are recorded, then returns them all.
@@ -196,12 +193,11 @@ async fn messages(State(state): State<Arc<Shared>>, headers: HeaderMap, body: By
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
     let request_id = {
         let mut inner = state.lock();
-        inner.counter += 1;
         if let Ok(value) = &parsed {
             inner.requests.push(value.clone());
             state.recorded.send_replace(inner.requests.len());
         }
-        format!("req_fake{:06}", inner.counter)
+        inner.playback.next_id("req")
     };
     let reject = |status, error_type, message: &str| {
         error_response(status, error_type, message, &request_id, None)
@@ -255,54 +251,35 @@ async fn messages(State(state): State<Arc<Shared>>, headers: HeaderMap, body: By
     if let Err(message) = checked {
         return reject(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
     }
-    if body_json["stream"] != true {
-        return reject(
+
+    let pick = state
+        .lock()
+        .playback
+        .pick(&state.scenario, &body_json, body.len());
+    match pick {
+        Pick::Exhausted(n) => reject(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            "this fake only answers streaming requests; set \"stream\": true",
-        );
+            &format!("the fake's scenario is exhausted: all {n} turns were played"),
+        ),
+        Pick::Status { status, fault } => errors::status_fault(status, fault, &request_id),
+        Pick::Answer { turn, fault, ctx } if body_json["stream"] == true => {
+            let delay = Duration::from_millis(state.scenario.token_delay_ms);
+            streamed(turn, fault, &ctx, delay, request_id)
+        }
+        Pick::Answer { turn, fault, ctx } => whole(turn, fault, &ctx, request_id),
     }
+}
 
-    // Pick what to play, under the lock so concurrent requests take turns in order.
-    let (turn, fault, ctx) = {
-        let mut inner = state.lock();
-        let turns = &state.scenario.turns;
-        let Some(entry) = turns.get(inner.next_turn) else {
-            let message = format!(
-                "the fake's scenario is exhausted: all {} turns were played",
-                turns.len()
-            );
-            return reject(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
-        };
-        inner.next_turn += 1;
-        let (turn, fault) = match &entry.fault {
-            None => (entry, None),
-            Some(
-                fault @ Fault {
-                    status: Some(status),
-                    ..
-                },
-            ) => {
-                return status_fault(*status, fault, &request_id);
-            }
-            // Validation guarantees an answer follows a stream fault; it is
-            // streamed but not consumed, so the retry gets it whole.
-            Some(fault) => match turns.get(inner.next_turn) {
-                Some(next) => (next, Some(fault.clone())),
-                None => {
-                    return reject(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "api_error",
-                        "scenario has no turn after a stream fault",
-                    );
-                }
-            },
-        };
-        let ctx = reply_context(&mut inner, turn, &body_json, body.len());
-        (turn.clone(), fault, ctx)
-    };
-
-    let mut frames: VecDeque<Frame> = reply::frames(&turn, &ctx).into();
+/// A streamed answer, cut short or ended with `event: error` by a fault.
+fn streamed(
+    turn: &Turn,
+    fault: Option<&Fault>,
+    ctx: &ReplyContext,
+    delay: Duration,
+    request_id: String,
+) -> Response {
+    let mut frames: VecDeque<Frame> = reply::frames(turn, ctx).into();
     let mut cut = false;
     if let Some(fault) = fault {
         if let Some(n) = fault.cut_after_events {
@@ -310,14 +287,10 @@ async fn messages(State(state): State<Arc<Shared>>, headers: HeaderMap, body: By
             cut = true;
         } else if let Some(error_type) = &fault.stream_error {
             frames.truncate(fault.after_events.unwrap_or(0));
-            let message = fault
-                .message
-                .clone()
-                .unwrap_or_else(|| default_message(error_type).to_owned());
+            let message = errors::fault_message(fault, error_type);
             frames.push_back(reply::error_frame(error_type, &message));
         }
     }
-    let delay = Duration::from_millis(state.scenario.token_delay_ms);
     let body = Body::from_stream(event_stream(frames, delay, cut));
     let headers = [
         (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
@@ -326,36 +299,39 @@ async fn messages(State(state): State<Arc<Shared>>, headers: HeaderMap, body: By
     (StatusCode::OK, headers, [("request-id", request_id)], body).into_response()
 }
 
-/// Ids and a deterministic usage for one answer. Input tokens are the body's
-/// bytes / 4. With cache breakpoints, whatever the previous breakpointed
-/// request held is read from the cache and 90% of the rest is written to it.
-fn reply_context(inner: &mut Inner, turn: &Turn, body: &Value, body_len: usize) -> ReplyContext {
-    let total = (body_len as u64 / 4).max(1);
-    let usage = if checks::has_cache_control(body) {
-        let read = inner.cached_tokens.min(total);
-        let creation = (total - read) * 9 / 10;
-        inner.cached_tokens = total;
-        Usage {
-            input_tokens: total - read - creation,
-            cache_creation_input_tokens: creation,
-            cache_read_input_tokens: read,
-        }
-    } else {
-        Usage {
-            input_tokens: total,
-            ..Usage::default()
-        }
-    };
-    let mut next_id = |prefix: &str| {
-        inner.counter += 1;
-        format!("{prefix}_fake{:06}", inner.counter)
-    };
-    ReplyContext {
-        model: body["model"].as_str().unwrap_or_default().to_owned(),
-        message_id: next_id("msg"),
-        tool_ids: turn.tool_uses.iter().map(|_| next_id("toolu")).collect(),
-        usage,
+/// A non-streaming answer. With no stream to break, a `stream_error` fault
+/// is the HTTP error it stands for, and a cut drops the connection half-way
+/// through the body.
+fn whole(turn: &Turn, fault: Option<&Fault>, ctx: &ReplyContext, request_id: String) -> Response {
+    if let Some(fault) = fault
+        && let Some(error_type) = fault.stream_error.as_deref()
+    {
+        let message = errors::fault_message(fault, error_type);
+        let status = errors::status_for(error_type);
+        return error_response(status, error_type, &message, &request_id, None);
     }
+    let bytes = match serde_json::to_vec(&reply::message(turn, ctx)) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            return error_response(status, "api_error", &e.to_string(), &request_id, None);
+        }
+    };
+    // Any fault left is a cut.
+    let body = match fault {
+        None => Body::from(bytes),
+        Some(_) => {
+            let half = bytes.slice(..bytes.len() / 2);
+            let cut = futures_util::stream::once(async {
+                // Let hyper send the first half before the cut.
+                tokio::task::yield_now().await;
+                Err(io::Error::other("scenario fault: connection cut"))
+            });
+            Body::from_stream(futures_util::stream::once(async { Ok(half) }).chain(cut))
+        }
+    };
+    let headers = [(header::CONTENT_TYPE, "application/json")];
+    (StatusCode::OK, headers, [("request-id", request_id)], body).into_response()
 }
 
 /// The body stream: one chunk per event, yielding between events so hyper
@@ -392,74 +368,6 @@ fn event_stream(
     })
 }
 
-/// A scripted HTTP error.
-fn status_fault(status: u16, fault: &Fault, request_id: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let error_type = error_type_for(status);
-    let message = fault
-        .message
-        .clone()
-        .unwrap_or_else(|| default_message(error_type).to_owned());
-    error_response(status, error_type, &message, request_id, fault.retry_after)
-}
-
-/// `error.type` for a status (PROTOCOLS.md 1a, "Errors and retries").
-fn error_type_for(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        409 => "conflict_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    }
-}
-
-fn default_message(error_type: &str) -> &'static str {
-    match error_type {
-        "authentication_error" => "invalid x-api-key",
-        "billing_error" => "Your credit balance is too low to access the Anthropic API.",
-        "permission_error" => {
-            "Your API key does not have permission to use the specified resource."
-        }
-        "not_found_error" => "Not found",
-        "conflict_error" => "Conflict",
-        "request_too_large" => "Request exceeds the maximum allowed number of bytes.",
-        "rate_limit_error" => "Number of request tokens has exceeded your per-minute rate limit",
-        "timeout_error" => "Request timeout",
-        "overloaded_error" => "Overloaded",
-        "api_error" => "Internal server error",
-        _ => "Invalid request",
-    }
-}
-
-fn error_response(
-    status: StatusCode,
-    error_type: &str,
-    message: &str,
-    request_id: &str,
-    retry_after: Option<u64>,
-) -> Response {
-    let body = json!({
-        "type": "error",
-        "error": {"type": error_type, "message": message},
-        "request_id": request_id,
-    });
-    let mut response =
-        (status, [("request-id", request_id.to_owned())], Json(body)).into_response();
-    if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, secs.into());
-    }
-    response
-}
-
 /// `GET /_fake/requests`: the recorded bodies as a JSON list.
 async fn recorded_requests(State(state): State<Arc<Shared>>) -> Json<Vec<Value>> {
     Json(state.lock().requests.clone())
@@ -474,7 +382,3 @@ async fn not_found() -> Response {
         None,
     )
 }
-
-#[cfg(test)]
-#[path = "anthropic_tests.rs"]
-mod tests;

@@ -11,6 +11,7 @@
 //! one exception (see [`RecordedRequest::body`]).
 
 mod api;
+mod directory;
 mod form;
 mod git_http;
 mod issues;
@@ -47,6 +48,8 @@ use tokio::task::JoinHandle;
 pub use self::webhooks::send_webhook;
 pub use self::webhooks::webhook_signature;
 use crate::FakeError;
+use directory::Directory;
+use directory::Org;
 
 /// Request bodies above this get 413; OAuth forms are tiny.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -146,17 +149,8 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Checks the options, binds and serves.
     pub async fn start(options: FakeGitHubOptions) -> Result<Self, FakeError> {
-        let directory = Directory::new(&options)?;
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| FakeError::Bind {
-                addr: options.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| FakeError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+        let directory = Directory::new(&options.users, &options.orgs, &options.repos)?;
+        let (listener, addr) = crate::listen::bind(options.listen).await?;
         let state = Arc::new(Shared {
             directory,
             base_url: format!("http://{addr}"),
@@ -177,7 +171,7 @@ impl FakeGitHub {
             .route("/login/device", get(oauth::device_page))
             .route("/user", get(api::user))
             .route("/user/orgs", get(api::user_orgs))
-            .route("/user/repos", get(api::user_repos))
+            .route("/user/repos", get(repos::user_repos))
             .route("/user/memberships/orgs/{org}", get(api::membership))
             .route("/orgs/{org}/members/{username}", get(api::org_member))
             .route("/repos/{owner}/{repo}", get(repos::get_repo))
@@ -289,102 +283,6 @@ impl FakeGitHub {
 impl Drop for FakeGitHub {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-/// The configured users, orgs and repos; fixed once started.
-struct Directory {
-    users: Vec<User>,
-    orgs: Vec<Org>,
-    repos: Vec<Repo>,
-}
-
-struct User {
-    login: String,
-    id: u64,
-}
-
-struct Org {
-    login: String,
-    id: u64,
-    /// Indexes into `Directory::users`.
-    members: Vec<usize>,
-}
-
-struct Repo {
-    id: u64,
-    owner: String,
-    name: String,
-}
-
-impl Directory {
-    fn new(options: &FakeGitHubOptions) -> Result<Self, FakeError> {
-        let invalid = |message: String| Err(FakeError::Scenario(message));
-        if options.users.is_empty() {
-            return invalid("the fake GitHub needs at least one user".into());
-        }
-        let mut users: Vec<User> = Vec::new();
-        for (login, id) in options.users.iter().zip(1001..) {
-            if login.is_empty() || users.iter().any(|u| u.login.eq_ignore_ascii_case(login)) {
-                return invalid(format!("user login {login:?} is empty or repeated"));
-            }
-            users.push(User {
-                login: login.clone(),
-                id,
-            });
-        }
-        let mut directory = Directory {
-            users,
-            orgs: Vec::new(),
-            repos: Vec::new(),
-        };
-        // Org and repo ids start far from user ids so they never collide.
-        for ((login, members), id) in options.orgs.iter().zip(500_001..) {
-            let members = members
-                .iter()
-                .map(|m| {
-                    directory.user_index(m).ok_or_else(|| {
-                        FakeError::Scenario(format!("org {login:?} lists unknown user {m:?}"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if login.is_empty() || directory.org(login).is_some() {
-                return invalid(format!("org {login:?} is empty or repeated"));
-            }
-            directory.orgs.push(Org {
-                login: login.clone(),
-                id,
-                members,
-            });
-        }
-        for (full_name, id) in options.repos.iter().zip(700_001..) {
-            match full_name.split_once('/') {
-                Some((owner, name))
-                    if !owner.is_empty() && !name.is_empty() && !name.contains('/') =>
-                {
-                    directory.repos.push(Repo {
-                        id,
-                        owner: owner.to_owned(),
-                        name: name.to_owned(),
-                    });
-                }
-                _ => return invalid(format!("repo {full_name:?} is not owner/name")),
-            }
-        }
-        Ok(directory)
-    }
-
-    /// Logins are case-insensitive on GitHub.
-    fn user_index(&self, login: &str) -> Option<usize> {
-        self.users
-            .iter()
-            .position(|u| u.login.eq_ignore_ascii_case(login))
-    }
-
-    fn org(&self, login: &str) -> Option<&Org> {
-        self.orgs
-            .iter()
-            .find(|o| o.login.eq_ignore_ascii_case(login))
     }
 }
 

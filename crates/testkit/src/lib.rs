@@ -5,9 +5,11 @@
 
 pub mod anthropic;
 pub mod github;
+mod listen;
 
 use std::net::SocketAddr;
 
+pub use anthropic::Counting;
 pub use anthropic::FakeAnthropic;
 pub use anthropic::FakeOptions;
 pub use anthropic::Fault;

@@ -13,6 +13,9 @@ use dockhand_testkit::Turn;
 use serde_json::Value;
 use serde_json::json;
 
+#[path = "all/playback.rs"]
+mod playback;
+
 fn body() -> Value {
     json!({"model": "claude-test", "max_tokens": 100, "stream": true,
            "messages": [{"role": "user", "content": "hi"}]})

@@ -133,7 +133,9 @@ async fn a_clone_holds_nothing_of_another_users_task_branch() {
         .turn(create("/workspace/secret.txt", SECRET_TEXT))
         .text("Saved.")
         .turn(Turn::tool("bash", json!({"command": look})))
-        .text("Looked.");
+        .text("Looked.")
+        // bob's task gets the last two turns: counted globally.
+        .global();
     let s = setup_full(scenario, false, |_| {}).await;
     let alice = s.submit("save a secret").await;
     let done = s.h.wait_done(alice["id"].as_str().unwrap()).await;

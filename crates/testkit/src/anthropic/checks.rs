@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-/// Checks the required fields: `model`, `max_tokens`, `messages`.
+/// Checks the required fields (`model`, `max_tokens`, `messages`) and that
+/// `stream`, when given, is a boolean.
 pub(crate) fn check_fields(body: &Value) -> Result<(), String> {
     let Some(body) = body.as_object() else {
         return Err("the request body must be a JSON object".into());
@@ -21,9 +22,13 @@ pub(crate) fn check_fields(body: &Value) -> Result<(), String> {
         Some(_) => {}
     }
     match body.get("messages") {
-        None => Err(missing("messages")),
-        Some(v) if !v.is_array() => Err("messages: Input should be a valid list".into()),
-        Some(_) => Ok(()),
+        None => return Err(missing("messages")),
+        Some(v) if !v.is_array() => return Err("messages: Input should be a valid list".into()),
+        Some(_) => {}
+    }
+    match body.get("stream") {
+        Some(v) if !v.is_boolean() => Err("stream: Input should be a valid boolean".into()),
+        _ => Ok(()),
     }
 }
 
@@ -96,77 +101,5 @@ pub(crate) fn has_cache_control(value: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn use_msg(ids: &[&str]) -> Value {
-        let blocks: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"type": "tool_use", "id": id, "name": "bash", "input": {}}))
-            .collect();
-        json!({"role": "assistant", "content": blocks})
-    }
-
-    fn result_msg(ids: &[&str]) -> Value {
-        let blocks: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"type": "tool_result", "tool_use_id": id, "content": "ok"}))
-            .collect();
-        json!({"role": "user", "content": blocks})
-    }
-
-    #[test]
-    fn answered_tool_uses_pass() {
-        let user = json!({"role": "user", "content": "hi"});
-        let messages = [
-            user,
-            use_msg(&["a", "b"]),
-            result_msg(&["b", "a"]),
-            json!({"role": "assistant", "content": "done"}),
-        ];
-        assert_eq!(check_tool_pairing(&messages), Ok(()));
-    }
-
-    #[test]
-    fn unanswered_tool_uses_are_named() {
-        let user = json!({"role": "user", "content": "hi"});
-        let err = check_tool_pairing(&[user.clone(), use_msg(&["a", "b"]), result_msg(&["a"])])
-            .unwrap_err();
-        assert!(err.starts_with("messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: b."), "{err}");
-        let err = check_tool_pairing(&[user, use_msg(&["a"])]).unwrap_err();
-        assert!(err.contains("immediately after: a."), "{err}");
-    }
-
-    #[test]
-    fn stray_tool_results_are_named() {
-        let err = check_tool_pairing(&[use_msg(&["a"]), result_msg(&["a", "zzz"])]).unwrap_err();
-        assert!(
-            err.starts_with(
-                "messages.1.content.1: unexpected `tool_use_id` found in `tool_result` blocks: zzz."
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn required_fields() {
-        assert_eq!(
-            check_fields(&json!({"max_tokens": 1, "messages": []})),
-            Err("model: Field required".into())
-        );
-        assert_eq!(
-            check_fields(&json!({"model": "m", "messages": []})),
-            Err("max_tokens: Field required".into())
-        );
-        assert_eq!(
-            check_fields(&json!({"model": "m", "max_tokens": 1})),
-            Err("messages: Field required".into())
-        );
-        assert_eq!(
-            check_fields(&json!({"model": "m", "max_tokens": 1, "messages": []})),
-            Ok(())
-        );
-    }
-}
+#[path = "checks_tests.rs"]
+mod tests;

@@ -1,9 +1,10 @@
-//! The SSE events of one scripted answer, in the API's exact shapes and order:
-//! `message_start`, per block `content_block_start` / deltas /
-//! `content_block_stop` (a `ping` after the first start), `message_delta`,
-//! `message_stop`.
+//! One scripted answer in the API's exact shapes: as SSE events in the API's
+//! order (`message_start`, per block `content_block_start` / deltas /
+//! `content_block_stop` with a `ping` after the first start, `message_delta`,
+//! `message_stop`), or as the single `message` body of a non-streaming reply.
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 use serde_json::json;
 
@@ -149,7 +150,7 @@ pub(crate) fn frames(turn: &Turn, ctx: &ReplyContext) -> Vec<Frame> {
         index += 1;
     }
 
-    let output_tokens = (output_chars as u64 / 4).max(1);
+    let output_tokens = output_tokens(output_chars);
     out.push(Frame::new(
         "message_delta",
         json!({"delta": {"stop_reason": stop, "stop_sequence": null},
@@ -160,6 +161,100 @@ pub(crate) fn frames(turn: &Turn, ctx: &ReplyContext) -> Vec<Frame> {
     ));
     out.push(Frame::new("message_stop", json!({})));
     out
+}
+
+/// The body of a non-streaming answer. Field order is the API's.
+#[derive(Debug, Serialize)]
+pub(crate) struct MessageBody<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<ContentBlock<'a>>,
+    stop_reason: &'a str,
+    stop_sequence: Option<&'a str>,
+    usage: MessageUsage,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct MessageUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation: CacheCreation,
+    service_tier: &'static str,
+}
+
+/// Cache writes by TTL; the fake's are all the default 5 minutes.
+#[derive(Debug, Serialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: u64,
+    ephemeral_1h_input_tokens: u64,
+}
+
+/// The whole answer as one `message`. Tool inputs are whole even with
+/// `max_tokens`: `input` is an object here, so it cannot be cut mid-JSON.
+pub(crate) fn message<'a>(turn: &'a Turn, ctx: &'a ReplyContext) -> MessageBody<'a> {
+    let mut content = Vec::new();
+    let mut output_chars = 0;
+    if let Some(text) = turn.text.as_deref().filter(|t| !t.is_empty()) {
+        content.push(ContentBlock::Text { text });
+        output_chars += text.len();
+    }
+    for (i, tool) in turn.tool_uses.iter().enumerate() {
+        let id = tool
+            .id
+            .as_deref()
+            .or_else(|| ctx.tool_ids.get(i).map(String::as_str))
+            .unwrap_or_default();
+        content.push(ContentBlock::ToolUse {
+            id,
+            name: &tool.name,
+            input: &tool.input,
+        });
+        output_chars += tool.input.to_string().len();
+    }
+    let usage = ctx.usage;
+    MessageBody {
+        id: &ctx.message_id,
+        kind: "message",
+        role: "assistant",
+        model: &ctx.model,
+        content,
+        stop_reason: stop_reason(turn),
+        stop_sequence: None,
+        usage: MessageUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: output_tokens(output_chars),
+            cache_creation_input_tokens: usage.cache_creation_input_tokens,
+            cache_read_input_tokens: usage.cache_read_input_tokens,
+            cache_creation: CacheCreation {
+                ephemeral_5m_input_tokens: usage.cache_creation_input_tokens,
+                ephemeral_1h_input_tokens: 0,
+            },
+            service_tier: "standard",
+        },
+    }
+}
+
+/// A deterministic stand-in for the tokenizer: four characters a token.
+fn output_tokens(chars: usize) -> u64 {
+    (chars as u64 / 4).max(1)
 }
 
 /// An `event: error` frame.

@@ -9,21 +9,23 @@
 //!   {"fault": {"cut_after_events": 3}},
 //!   {"fault": {"stream_error": "overloaded_error", "after_events": 2}},
 //!   {"text": "Done.", "stop_reason": "end_turn"}
-//! ], "token_delay_ms": 0}
+//! ], "token_delay_ms": 0, "counting": "per_conversation"}
 //! ```
 //!
-//! Each model request consumes the next turn. A `status` fault answers one
-//! request with that error and is consumed. A `cut_after_events` or
-//! `stream_error` fault streams the first events of the *next* turn, then cuts
-//! the connection or sends `event: error`; the fault is consumed but the next
-//! turn is not, so the retry gets it whole. Unknown fields are errors.
+//! Each model request consumes the next turn of its conversation: requests
+//! whose first user message has the same text are one conversation, and each
+//! conversation plays the turns from the start, so concurrent tasks each get
+//! the whole scenario. With `"counting": "global"` all requests share one
+//! counter instead, in arrival order. A `status` fault answers one request
+//! with that error and is consumed. A `cut_after_events` or `stream_error`
+//! fault streams the first events of the *next* turn, then cuts the connection
+//! or sends `event: error`; the fault is consumed but the next turn is not, so
+//! the retry gets it whole. Unknown fields are errors. Checking and parsing
+//! are in `validate.rs`, since they need to know how turns are streamed.
 
 use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
-
-use super::reply;
-use crate::FakeError;
 
 /// A scripted conversation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +36,29 @@ pub struct Scenario {
     /// Pause between streamed text deltas, so streaming is visible.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub token_delay_ms: u64,
+    /// Whose counter a request advances.
+    #[serde(default, skip_serializing_if = "Counting::is_per_conversation")]
+    pub counting: Counting,
+}
+
+/// How requests are matched to turns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// Each conversation, known by the text of its first user message (which
+    /// stays put as the conversation grows and has its cache breakpoints
+    /// moved), plays the turns from the start.
+    #[default]
+    PerConversation,
+    /// One counter for every request, in arrival order: for scripts that
+    /// hand different turns to different tasks.
+    Global,
+}
+
+impl Counting {
+    fn is_per_conversation(&self) -> bool {
+        *self == Counting::PerConversation
+    }
 }
 
 /// One scripted model answer, or a fault in place of one.
@@ -104,14 +129,6 @@ impl Scenario {
         Scenario::default()
     }
 
-    /// Parses and checks a scenario file's contents.
-    pub fn from_json_str(json: &str) -> Result<Self, FakeError> {
-        let scenario: Scenario =
-            serde_json::from_str(json).map_err(|e| FakeError::Scenario(e.to_string()))?;
-        scenario.validate()?;
-        Ok(scenario)
-    }
-
     /// Appends a turn.
     pub fn turn(mut self, turn: Turn) -> Self {
         self.turns.push(turn);
@@ -171,60 +188,11 @@ impl Scenario {
         self
     }
 
-    /// Checks what serde cannot: each turn is an answer or a fault, faults
-    /// are well-formed, and a stream fault has a turn to stream after it.
-    pub fn validate(&self) -> Result<(), FakeError> {
-        for (i, turn) in self.turns.iter().enumerate() {
-            let n = i + 1;
-            let err = |msg: &str| Err(FakeError::Scenario(format!("turn {n}: {msg}")));
-            let Some(fault) = &turn.fault else {
-                if turn.text.is_none() && turn.tool_uses.is_empty() {
-                    return err("needs `text`, `tool_uses` or `fault`");
-                }
-                continue;
-            };
-            if turn.text.is_some() || !turn.tool_uses.is_empty() || turn.stop_reason.is_some() {
-                return err("a `fault` turn cannot also have `text`, `tool_uses` or `stop_reason`");
-            }
-            let kinds = [
-                fault.status.is_some(),
-                fault.cut_after_events.is_some(),
-                fault.stream_error.is_some(),
-            ];
-            if kinds.iter().filter(|set| **set).count() != 1 {
-                return err(
-                    "a fault needs exactly one of `status`, `cut_after_events` and `stream_error`",
-                );
-            }
-            if fault.retry_after.is_some() && fault.status.is_none() {
-                return err("`retry_after` goes with `status`");
-            }
-            if fault.after_events.is_some() && fault.stream_error.is_none() {
-                return err("`after_events` goes with `stream_error`");
-            }
-            if fault.message.is_some() && fault.cut_after_events.is_some() {
-                return err("a cut connection has no `message`");
-            }
-            if let Some(status) = fault.status {
-                if !(400..=599).contains(&status) {
-                    return err(&format!("status {status} is not an error status (400-599)"));
-                }
-                continue;
-            }
-            let events = fault.cut_after_events.or(fault.after_events).unwrap_or(0);
-            let next = self.turns.get(i + 1).filter(|t| t.fault.is_none());
-            let Some(next) = next else {
-                return err("a stream fault must be followed by an answer turn to stream");
-            };
-            let total = reply::event_count(next);
-            if events >= total {
-                return err(&format!(
-                    "{events} events would send all {total} events of turn {}; use fewer",
-                    n + 1
-                ));
-            }
-        }
-        Ok(())
+    /// Plays the turns in arrival order across all conversations
+    /// ([`Counting::Global`]).
+    pub fn global(mut self) -> Self {
+        self.counting = Counting::Global;
+        self
     }
 }
 

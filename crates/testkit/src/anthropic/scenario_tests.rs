@@ -121,3 +121,19 @@ fn serializes_back_to_the_same_format() {
         scenario
     );
 }
+
+#[test]
+fn the_counting_mode_is_an_optional_field() {
+    let global = Scenario::from_json_str(r#"{"turns": [{"text": "a"}], "counting": "global"}"#);
+    assert_eq!(global.unwrap(), Scenario::new().text("a").global());
+    let default = Scenario::from_json_str(r#"{"turns": [{"text": "a"}]}"#).unwrap();
+    assert_eq!(default.counting, Counting::PerConversation);
+    let explicit = r#"{"turns": [{"text": "a"}], "counting": "per_conversation"}"#;
+    assert_eq!(Scenario::from_json_str(explicit).unwrap(), default);
+    let err = invalid(r#"{"turns": [{"text": "a"}], "counting": "globally"}"#);
+    assert!(err.contains("unknown variant `globally`"), "{err}");
+    assert_eq!(
+        serde_json::to_value(Scenario::new().text("a").global()).unwrap(),
+        json!({"turns": [{"text": "a"}], "counting": "global"})
+    );
+}

@@ -17,7 +17,8 @@ use dockhand_testkit::Scenario;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The scenario file (JSON: {"turns": [...], "token_delay_ms": N}).
+    /// The scenario file (JSON: {"turns": [...], "token_delay_ms": N, "counting":
+    /// "per_conversation" or "global"}).
     #[arg(long)]
     scenario: PathBuf,
     /// Address to listen on; port 0 picks a free port.

@@ -1,6 +1,6 @@
-//! The REST side: `/user`, `/user/orgs`, `/user/repos`, org membership, and
-//! GitHub's checks and headers on every call (User-Agent, token, rate limit,
-//! `x-oauth-scopes`), shared with the repository, pulls and issues routes.
+//! The REST side: `/user`, `/user/orgs`, org membership, and GitHub's checks
+//! and headers on every call (User-Agent, token, rate limit, `x-oauth-scopes`),
+//! shared with the repository, pulls and issues routes.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,18 +10,15 @@ use axum::extract::Path;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::http::Uri;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::Value;
 use serde_json::json;
 
-use super::Org;
 use super::Shared;
-use super::User;
-use super::form;
-use super::repos::RepoView;
+use super::directory::Org;
+use super::directory::User;
 
 pub(super) const DOCS: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
@@ -247,74 +244,6 @@ pub(super) async fn org_member(
     }
 }
 
-/// `GET /user/repos?per_page&page&sort`, paginated with a `link` header.
-pub(super) async fn user_repos(
-    State(state): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let caller = caller!(state, headers);
-    let params = form::parse(uri.query().unwrap_or_default());
-    let number = |key, default: usize| {
-        form::get(&params, key)
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(default)
-    };
-    let per_page = number("per_page", 30).clamp(1, 100);
-    let page = number("page", 1).max(1);
-    let mut repos = state.all_repos();
-    // GitHub's default order; every fake repo has the same dates, so the
-    // date sorts keep the configured order.
-    if form::get(&params, "sort").is_none_or(|s| s == "full_name") {
-        repos.sort_by_key(|r| (r.owner.to_lowercase(), r.name.to_lowercase()));
-    }
-    let last = repos.len().div_ceil(per_page).max(1);
-    let items: Vec<Value> = repos
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|repo| repo_json(&state, repo))
-        .collect();
-    let mut response = caller.reply(StatusCode::OK, Some(Value::Array(items)));
-    if let Some(link) = link_header(&state.base_url, &params, page, last)
-        && let Ok(value) = link.parse()
-    {
-        response.headers_mut().insert(header::LINK, value);
-    }
-    response
-}
-
-/// `<...page=N>; rel="next"` etc., keeping the caller's other parameters;
-/// `None` when everything fits on one page.
-fn link_header(
-    base: &str,
-    params: &[(String, String)],
-    page: usize,
-    last: usize,
-) -> Option<String> {
-    let url = |page: usize| {
-        let mut pairs: Vec<(&str, String)> = params
-            .iter()
-            .filter(|(k, _)| k != "page")
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        pairs.push(("page", page.to_string()));
-        format!("<{base}/user/repos?{}>", form::encode(&pairs))
-    };
-    let mut links = Vec::new();
-    if page > 1 {
-        links.push(format!("{}; rel=\"prev\"", url((page - 1).min(last))));
-    }
-    if page < last {
-        links.push(format!("{}; rel=\"next\"", url(page + 1)));
-        links.push(format!("{}; rel=\"last\"", url(last)));
-    }
-    if page > 1 {
-        links.push(format!("{}; rel=\"first\"", url(1)));
-    }
-    (!links.is_empty()).then(|| links.join(", "))
-}
-
 /// Any other path: GitHub's 404.
 pub(super) async fn not_found(State(state): State<Arc<Shared>>) -> Response {
     let request_id = state.lock().next_request_id();
@@ -354,39 +283,5 @@ fn org_json(base: &str, org: &Org) -> Value {
         "members_url": format!("{base}/orgs/{}/members{{/member}}", org.login),
         "avatar_url": format!("{base}/avatars/u/{}", org.id),
         "description": null,
-    })
-}
-
-pub(super) fn repo_json(state: &Shared, repo: &RepoView) -> Value {
-    let base = &state.base_url;
-    let full_name = format!("{}/{}", repo.owner, repo.name);
-    // The owner is a configured user or org when there is one; otherwise a
-    // stand-in org with a stable id derived from the repo's.
-    let (owner_id, owner_type) = match state.directory.user_index(&repo.owner) {
-        Some(u) => (state.directory.users[u].id, "User"),
-        None => match state.directory.org(&repo.owner) {
-            Some(org) => (org.id, "Organization"),
-            None => (repo.id + 100_000, "Organization"),
-        },
-    };
-    json!({
-        "id": repo.id,
-        "node_id": format!("R_fake{}", repo.id),
-        "name": repo.name,
-        "full_name": full_name,
-        "owner": {"login": repo.owner, "id": owner_id, "type": owner_type},
-        "private": false,
-        "visibility": "public",
-        "fork": false,
-        "archived": false,
-        "default_branch": repo.default_branch,
-        "url": format!("{base}/repos/{full_name}"),
-        "html_url": format!("{base}/{full_name}"),
-        "clone_url": format!("{base}/{full_name}.git"),
-        "description": null,
-        "permissions": {"admin": false, "maintain": false, "push": true, "triage": true, "pull": true},
-        "created_at": CREATED_AT,
-        "updated_at": CREATED_AT,
-        "pushed_at": CREATED_AT,
     })
 }

@@ -369,7 +369,7 @@ fn pull_json(
     let full_name = repo.full_name();
     let api_url = format!("{base_url}/repos/{full_name}");
     let web = html_url(state, &full_name, issue.number, true);
-    let repo_json = api::repo_json(state, repo);
+    let repo_json = repos::repo_json(state, repo);
     let current = |branch: &str, fallback: &str| {
         branches
             .and_then(|b| b.get(branch).cloned())

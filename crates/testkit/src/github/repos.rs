@@ -1,6 +1,7 @@
 //! Repositories: the configured ones and the bare repositories under
-//! `repos_dir`, `GET /repos/{owner}/{repo}`, [`FakeGitHub::create_repo`], and
-//! the few read-only git queries the pulls API needs.
+//! `repos_dir`, their JSON, `GET /repos/{owner}/{repo}`, `GET /user/repos`,
+//! [`FakeGitHub::create_repo`], and the few read-only git queries the pulls
+//! API needs.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,12 +14,17 @@ use axum::extract::Path as UrlPath;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::http::header;
 use axum::response::Response;
+use serde_json::Value;
+use serde_json::json;
 
 use super::FakeGitHub;
 use super::Shared;
 use super::api;
 use super::api::caller;
+use super::form;
 
 /// Ids of repositories found in `repos_dir` start here, past configured ones.
 const FIRST_BARE_REPO_ID: u64 = 800_001;
@@ -189,9 +195,112 @@ pub(super) async fn get_repo(
 ) -> Response {
     let caller = caller!(state, headers);
     match state.find_repo(&owner, &name) {
-        Some(repo) => caller.reply(StatusCode::OK, Some(api::repo_json(&state, &repo))),
+        Some(repo) => caller.reply(StatusCode::OK, Some(repo_json(&state, &repo))),
         None => caller.reply(StatusCode::NOT_FOUND, Some(api::not_found_body())),
     }
+}
+
+/// `GET /user/repos?per_page&page&sort`, paginated with a `link` header.
+pub(super) async fn user_repos(
+    State(state): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let caller = caller!(state, headers);
+    let params = form::parse(uri.query().unwrap_or_default());
+    let number = |key, default: usize| {
+        form::get(&params, key)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let per_page = number("per_page", 30).clamp(1, 100);
+    let page = number("page", 1).max(1);
+    let mut repos = state.all_repos();
+    // GitHub's default order; every fake repo has the same dates, so the
+    // date sorts keep the configured order.
+    if form::get(&params, "sort").is_none_or(|s| s == "full_name") {
+        repos.sort_by_key(|r| (r.owner.to_lowercase(), r.name.to_lowercase()));
+    }
+    let last = repos.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = repos
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|repo| repo_json(&state, repo))
+        .collect();
+    let mut response = caller.reply(StatusCode::OK, Some(Value::Array(items)));
+    if let Some(link) = link_header(&state.base_url, &params, page, last)
+        && let Ok(value) = link.parse()
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
+}
+
+/// `<...page=N>; rel="next"` etc., keeping the caller's other parameters;
+/// `None` when everything fits on one page.
+fn link_header(
+    base: &str,
+    params: &[(String, String)],
+    page: usize,
+    last: usize,
+) -> Option<String> {
+    let url = |page: usize| {
+        let mut pairs: Vec<(&str, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        pairs.push(("page", page.to_string()));
+        format!("<{base}/user/repos?{}>", form::encode(&pairs))
+    };
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(format!("{}; rel=\"prev\"", url((page - 1).min(last))));
+    }
+    if page < last {
+        links.push(format!("{}; rel=\"next\"", url(page + 1)));
+        links.push(format!("{}; rel=\"last\"", url(last)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"first\"", url(1)));
+    }
+    (!links.is_empty()).then(|| links.join(", "))
+}
+
+/// A repository as the REST API shows it.
+pub(super) fn repo_json(state: &Shared, repo: &RepoView) -> Value {
+    let base = &state.base_url;
+    let full_name = format!("{}/{}", repo.owner, repo.name);
+    // The owner is a configured user or org when there is one; otherwise a
+    // stand-in org with a stable id derived from the repo's.
+    let (owner_id, owner_type) = match state.directory.user_index(&repo.owner) {
+        Some(u) => (state.directory.users[u].id, "User"),
+        None => match state.directory.org(&repo.owner) {
+            Some(org) => (org.id, "Organization"),
+            None => (repo.id + 100_000, "Organization"),
+        },
+    };
+    json!({
+        "id": repo.id,
+        "node_id": format!("R_fake{}", repo.id),
+        "name": repo.name,
+        "full_name": full_name,
+        "owner": {"login": repo.owner, "id": owner_id, "type": owner_type},
+        "private": false,
+        "visibility": "public",
+        "fork": false,
+        "archived": false,
+        "default_branch": repo.default_branch,
+        "url": format!("{base}/repos/{full_name}"),
+        "html_url": format!("{base}/{full_name}"),
+        "clone_url": format!("{base}/{full_name}.git"),
+        "description": null,
+        "permissions": {"admin": false, "maintain": false, "push": true, "triage": true, "pull": true},
+        "created_at": api::CREATED_AT,
+        "updated_at": api::CREATED_AT,
+        "pushed_at": api::CREATED_AT,
+    })
 }
 
 /// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`. As on
@@ -208,7 +317,7 @@ pub(super) async fn permission(
     };
     let caller_login = state.directory.users[caller.user].login.clone();
     if state.is_read_only(&caller_login) {
-        let body = serde_json::json!({
+        let body = json!({
             "message": "Must have push access to view repository collaborators.",
             "documentation_url": api::DOCS,
             "status": "403",
@@ -226,7 +335,7 @@ pub(super) async fn permission(
     } else {
         "write"
     };
-    let body = serde_json::json!({
+    let body = json!({
         "permission": permission,
         "role_name": permission,
         "user": api::simple_user(&state.base_url, user),

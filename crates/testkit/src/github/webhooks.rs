@@ -16,6 +16,7 @@ use super::api;
 use super::issues::Issue;
 use super::issues::Pull;
 use super::issues::issue_json;
+use super::repos;
 use super::repos::RepoView;
 use super::timestamp;
 
@@ -103,7 +104,7 @@ impl FakeGitHub {
             "action": "created",
             "issue": issue,
             "comment": comment,
-            "repository": api::repo_json(state, &repo),
+            "repository": repos::repo_json(state, &repo),
             "sender": commenter,
         })
     }
@@ -134,7 +135,7 @@ impl FakeGitHub {
             "action": "labeled",
             "issue": issue,
             "label": label,
-            "repository": api::repo_json(state, &repo),
+            "repository": repos::repo_json(state, &repo),
             "sender": account(state, sender_login),
         })
     }
