@@ -1,6 +1,7 @@
 //! Where the store's share of the latency goes: `Store::append` to
 //! `Publish::publish` at the benchmark's rate, beside a plain rusqlite
-//! insert-and-commit of one row at the same rate.
+//! insert-and-commit of one row at the same rate. Also the task and the probe
+//! event the latency benchmark writes, shared with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +10,20 @@ use std::time::Instant;
 use anyhow::Result;
 use dockhand_protocol::EventBody;
 use dockhand_protocol::TaskId;
+use dockhand_protocol::ToolOutputEvent;
 use dockhand_store::Committed;
+use dockhand_store::NewTask;
 use dockhand_store::Publish;
 use dockhand_store::Store;
 use dockhand_store::StoreOptions;
 use dockhand_store::UserRole;
 use rusqlite::params;
 
-use crate::latency::new_task;
-use crate::latency::probe;
 use crate::wsclient::Stats;
 use crate::wsclient::pace;
 
 /// Publishes nowhere.
-struct Discard;
+pub struct Discard;
 
 impl Publish for Discard {
     fn publish(&self, _batch: Vec<Committed>) {}
@@ -37,6 +38,30 @@ impl Publish for Stamp {
         if let Ok(mut v) = self.0.lock() {
             v.extend(batch.iter().map(|c| (c.seq, now)));
         }
+    }
+}
+
+/// The task the latency benchmarks write their events to.
+pub fn new_task(id: &TaskId, user_id: i64) -> NewTask {
+    NewTask {
+        id: id.clone(),
+        user_id,
+        repo: "bench/bench".to_owned(),
+        prompt: "latency benchmark".to_owned(),
+        title: "latency benchmark".to_owned(),
+        base_branch: None,
+        branch: format!("dockhand/{id}-latency"),
+        model: "bench".to_owned(),
+        image: None,
+        origin_issue: None,
+    }
+}
+
+/// A `tool_output` event carrying `text`, the latency probe.
+pub fn probe(text: String) -> ToolOutputEvent {
+    ToolOutputEvent {
+        id: "toolu_bench".to_owned(),
+        text,
     }
 }
 

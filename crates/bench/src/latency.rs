@@ -30,10 +30,6 @@ use anyhow::bail;
 use dockhand_protocol::EventBody;
 use dockhand_protocol::TaskId;
 use dockhand_protocol::TaskStatus;
-use dockhand_protocol::ToolOutputEvent;
-use dockhand_store::Committed;
-use dockhand_store::NewTask;
-use dockhand_store::Publish;
 use dockhand_store::Store;
 use dockhand_store::StoreOptions;
 use dockhand_store::UserRole;
@@ -50,6 +46,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::Report;
 use crate::Row;
+use crate::commit::Discard;
+use crate::commit::new_task;
+use crate::commit::probe;
+use crate::commit::raw_commit;
+use crate::commit::store_only;
 use crate::eprintln_progress;
 use crate::wsclient::Samples;
 use crate::wsclient::Stats;
@@ -158,8 +159,8 @@ fn run_inner(opts: &Opts) -> Result<Report> {
             ));
         }
     }
-    let commit = server_rt.block_on(crate::commit::store_only(opts.events.min(500), opts.rate))?;
-    let raw = crate::commit::raw_commit(opts.events.min(500), opts.rate)?;
+    let commit = server_rt.block_on(store_only(opts.events.min(500), opts.rate))?;
+    let raw = raw_commit(opts.events.min(500), opts.rate)?;
     report.notes.push(format!(
         "latency, store alone (Store::append → Publish::publish, no WebSocket, same rate): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         commit.p50_ms, commit.p99_ms, commit.max_ms
@@ -182,48 +183,17 @@ fn run_inner(opts: &Opts) -> Result<Report> {
     Ok(report)
 }
 
-/// Publishes nowhere.
-struct Discard;
-
-impl Publish for Discard {
-    fn publish(&self, _batch: Vec<Committed>) {}
-}
-
 /// Creates the task before the coordinator exists, already out of `queued`.
 async fn precreate_task(db: &std::path::Path) -> Result<TaskId> {
     let store = Store::open(StoreOptions::new(db), Arc::new(Discard))?;
     let user = store.ensure_user("bench", UserRole::User).await?;
     let id = TaskId::generate();
     store.create_task(new_task(&id, user.id)).await?;
-    let moved = store
-        .set_status(&id, TaskStatus::Cancelled, None)
-        .await?;
+    let moved = store.set_status(&id, TaskStatus::Cancelled, None).await?;
     if !moved {
         bail!("could not move the benchmark task out of queued");
     }
     Ok(id)
-}
-
-pub fn new_task(id: &TaskId, user_id: i64) -> NewTask {
-    NewTask {
-        id: id.clone(),
-        user_id,
-        repo: "bench/bench".to_owned(),
-        prompt: "latency benchmark".to_owned(),
-        title: "latency benchmark".to_owned(),
-        base_branch: None,
-        branch: format!("dockhand/{id}-latency"),
-        model: "bench".to_owned(),
-        image: None,
-        origin_issue: None,
-    }
-}
-
-pub fn probe(text: String) -> ToolOutputEvent {
-    ToolOutputEvent {
-        id: "toolu_bench".to_owned(),
-        text,
-    }
 }
 
 async fn dockhand_case(clients: &Handle, n: usize, events: usize, rate: u32) -> Result<Samples> {

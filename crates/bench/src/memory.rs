@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use anyhow::Result;
 use anyhow::bail;
+use dockhand_protocol::CreateTaskParams;
 use serde_json::Value;
 
 use crate::Report;
@@ -221,7 +222,13 @@ async fn measure(
     let created: Value = http
         .post(format!("{base}/api/v1/tasks"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"repo": repo.display().to_string(), "prompt": "x"}))
+        .json(&CreateTaskParams {
+            repo: repo.display().to_string(),
+            prompt: "x".to_owned(),
+            base_branch: None,
+            model: None,
+            image: None,
+        })
         .send()
         .await?
         .error_for_status()?

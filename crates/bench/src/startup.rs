@@ -12,14 +12,15 @@ use std::time::Instant;
 use anyhow::Context;
 use anyhow::Result;
 use anyhow::bail;
+use dockhand_protocol::CreateTaskParams;
 use dockhand_server::Config;
 use dockhand_server::Coordinator;
 use dockhand_server::config::Backend;
 use dockhand_testkit::FakeAnthropic;
 use dockhand_testkit::Scenario;
 use dockhand_testkit::Turn;
+use serde::Serialize;
 use serde_json::Value;
-use serde_json::json;
 
 use crate::Report;
 use crate::Row;
@@ -184,14 +185,14 @@ impl Coord {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&CreateTaskParams>,
     ) -> Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.coord.base_url()))
             .bearer_auth(&self.token);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req.send().await?;
         let status = resp.status();
@@ -258,6 +259,23 @@ impl Coord {
     }
 }
 
+/// The body of `POST /api/v1/tasks` for a local repository.
+fn task_params(repo: &Path, prompt: &str) -> CreateTaskParams {
+    CreateTaskParams {
+        repo: repo.display().to_string(),
+        prompt: prompt.to_owned(),
+        base_branch: None,
+        model: None,
+        image: None,
+    }
+}
+
+/// The bash tool's input.
+#[derive(Serialize)]
+struct BashInput<'a> {
+    command: &'a str,
+}
+
 struct Case {
     totals: Vec<f64>,
     phases: BTreeMap<String, Vec<f64>>,
@@ -265,7 +283,8 @@ struct Case {
 
 /// Runs one warm-up task, then `n` measured ones, on `repo`.
 async fn measure(n: usize, pool: usize, repo: &Path) -> Result<Case> {
-    let mut scenario = Scenario::new();
+    // Each task takes the next turn, whatever its prompt.
+    let mut scenario = Scenario::new().global();
     for _ in 0..=n {
         scenario = scenario.turn(Turn::text("Done."));
     }
@@ -290,7 +309,7 @@ async fn measure(n: usize, pool: usize, repo: &Path) -> Result<Case> {
             .call(
                 reqwest::Method::POST,
                 "/api/v1/tasks",
-                Some(json!({"repo": repo, "prompt": "start"})),
+                Some(&task_params(repo, "start")),
             )
             .await?;
         fake.wait_for_requests(i + 1).await;
@@ -315,12 +334,12 @@ async fn measure(n: usize, pool: usize, repo: &Path) -> Result<Case> {
 /// From `POST .../cancel` until the task is cancelled, which the runner records
 /// only once the command's processes are gone.
 async fn cancel_latency(n: usize) -> Result<Vec<f64>> {
-    let mut scenario = Scenario::new();
+    let sleep = serde_json::to_value(BashInput {
+        command: "echo started; sleep 600",
+    })?;
+    let mut scenario = Scenario::new().global();
     for _ in 0..n {
-        scenario = scenario.turn(Turn::tool(
-            "bash",
-            json!({"command": "echo started; sleep 600"}),
-        ));
+        scenario = scenario.turn(Turn::tool("bash", sleep.clone()));
     }
     let fake = FakeAnthropic::start(scenario).await;
     let c = Coord::start(&fake, 0).await?;
@@ -332,7 +351,7 @@ async fn cancel_latency(n: usize) -> Result<Vec<f64>> {
             .call(
                 reqwest::Method::POST,
                 "/api/v1/tasks",
-                Some(json!({"repo": dir.path(), "prompt": "sleep"})),
+                Some(&task_params(dir.path(), "sleep")),
             )
             .await?;
         let id = task["id"].as_str().unwrap_or_default().to_owned();
