@@ -51,7 +51,8 @@ impl Coordinator {
         if let Err(e) = write_private(&url_file, &format!("http://{addr}\n")) {
             tracing::warn!(error = %e, "writing {}", url_file.display());
         }
-        services.scheduler.start(services.clone()).await?;
+        let runner = Arc::new(crate::runner::Runner(services.clone()));
+        services.scheduler.start(runner).await?;
         if let Some(pool) = services.pool.clone() {
             tokio::spawn(async move { pool.fill().await });
         }

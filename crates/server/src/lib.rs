@@ -13,7 +13,6 @@ pub mod janitor;
 mod metrics;
 mod policy;
 mod pool;
-mod provision;
 mod publish;
 mod ratelimit;
 mod runner;

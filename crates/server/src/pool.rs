@@ -66,7 +66,7 @@ impl Pool {
             };
             let dir = self.inner.dir.join(format!("pool-{slot}"));
             if let Err(e) =
-                crate::provision::make_workspace_dir(&dir, self.inner.provider.workspace_owner())
+                crate::data_dir::make_workspace_dir(&dir, self.inner.provider.workspace_owner())
             {
                 tracing::warn!(error = %e, "preparing a warm-pool workspace");
                 continue;

@@ -19,8 +19,20 @@ use tokio_util::sync::CancellationToken;
 
 use dockhand_store::Store;
 
-use crate::runner::run_task;
-use crate::services::Services;
+/// A task's run, as the scheduler spawns it.
+pub type RunFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What runs a claimed task to its end (and records how it ended); `reason`
+/// holds why it was cancelled, when it was.
+pub trait TaskRunner: Send + Sync + 'static {
+    /// The run, as a future the scheduler spawns.
+    fn run(
+        &self,
+        task: TaskRow,
+        cancel: CancellationToken,
+        reason: Arc<OnceLock<String>>,
+    ) -> RunFuture;
+}
 
 struct Running {
     cancel: CancellationToken,
@@ -66,8 +78,8 @@ impl Scheduler {
     }
 
     /// Resumes interrupted tasks, then claims queued ones until stopped, running
-    /// each with `services`.
-    pub async fn start(&self, services: Arc<Services>) -> Result<(), StoreError> {
+    /// each with `runner`.
+    pub async fn start(&self, runner: Arc<dyn TaskRunner>) -> Result<(), StoreError> {
         let store = &self.inner.store;
         for task in store.active_tasks()? {
             let msg = Some("resuming after a coordinator restart".to_owned());
@@ -76,19 +88,19 @@ impl Scheduler {
                 .await?
             {
                 tracing::info!(task = %task.id, "resuming task");
-                self.spawn(&services, task);
+                self.spawn(&runner, task);
             }
         }
         let me = self.clone();
-        tokio::spawn(async move { me.claim_loop(services).await });
+        tokio::spawn(async move { me.claim_loop(runner).await });
         Ok(())
     }
 
-    async fn claim_loop(&self, services: Arc<Services>) {
+    async fn claim_loop(&self, runner: Arc<dyn TaskRunner>) {
         loop {
             while self.running_count() < self.inner.max && !self.inner.stopped.is_cancelled() {
                 match self.inner.store.claim_next().await {
-                    Ok(Some(task)) => self.spawn(&services, task),
+                    Ok(Some(task)) => self.spawn(&runner, task),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!(error = %e, "claiming a queued task");
@@ -113,7 +125,7 @@ impl Scheduler {
             .unwrap_or(usize::MAX)
     }
 
-    fn spawn(&self, services: &Arc<Services>, task: TaskRow) {
+    fn spawn(&self, runner: &Arc<dyn TaskRunner>, task: TaskRow) {
         let id = task.id.clone();
         let cancel = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
@@ -141,10 +153,10 @@ impl Scheduler {
             cancel.cancel();
         }
         let me = self.clone();
-        let services = services.clone();
+        let run = runner.run(task, cancel, reason);
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
-            run_task(services, task, cancel, reason).await;
+            run.await;
             if let Ok(mut running) = me.inner.running.lock() {
                 running.remove(&task_id);
             }
