@@ -19,8 +19,8 @@ use bollard::query_parameters::UploadToContainerOptions;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::api::api_error;
 use super::archive;
-use super::exec::api_error;
 use crate::Result;
 use crate::SandboxError;
 use crate::egress::Egress;

@@ -313,7 +313,7 @@ async fn create_build_container(
         NetworkLevel::Open => super::plan::OPEN_NETWORK,
     };
     if req.network == NetworkLevel::Open {
-        super::sandbox::ensure_open_network(docker)
+        super::lifecycle::ensure_open_network(docker)
             .await
             .map_err(|e| EnvCacheError::Network(e.to_string()))?;
     }

@@ -1,4 +1,4 @@
-//! Execs: starting a process in a container, streaming its output, its exit code.
+//! Execs: starting a process in a container and waiting for its exit code.
 //!
 //! Every process runs under [`WRAPPER`](super::scripts::WRAPPER) (or the shell's), which
 //! first prints its pid: Docker reports only the host's pid, useless inside the
@@ -19,22 +19,15 @@ use bollard::exec::StartExecResults;
 use futures_util::Stream;
 use futures_util::StreamExt;
 use tokio::io::AsyncWrite;
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
+use super::api::api_error;
+use super::api::message;
+use super::api::short;
 use super::plan::SANDBOX_USER;
-use super::sandbox::Inner;
 use super::scripts::PidLine;
-use crate::ExecOutput;
-use crate::OutputSink;
-use crate::OutputStream;
 use crate::Result;
 use crate::SandboxError;
-
-/// How long output may keep flowing after a timeout's kill. Docker closes an exec's
-/// streams at most about 2 s after its process exits even when an escaped background
-/// process still holds them; this only bounds the wait if that ever changes.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long an exec may report `Running` after its streams have closed.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
@@ -45,9 +38,6 @@ const PID_WAIT: Duration = Duration::from_secs(30);
 /// Attempts to start a process while the container's PID limit is full (runc must fork
 /// inside the container; a fork bomb leaves a free slot now and then).
 const START_ATTEMPTS: u32 = 12;
-
-/// Stands in for an unrepresentable deadline (about 30 years).
-const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Docker's multiplexed output of one exec.
 pub(crate) type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, DockerError>> + Send>>;
@@ -271,139 +261,9 @@ pub(crate) async fn exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i
     }
 }
 
-/// Runs an opened one-shot command to its end or its timeout.
-pub(crate) async fn run(
-    inner: &Inner,
-    opened: Opened,
-    stdin: Option<Vec<u8>>,
-    timeout: Duration,
-    output_cap: usize,
-    sink: OutputSink<'_>,
-) -> Result<ExecOutput> {
-    let Opened {
-        exec_id,
-        mut output,
-        mut input,
-        pid,
-        stdout,
-        stderr,
-    } = opened;
-    // Fed from its own task so a command that writes a lot before reading cannot
-    // deadlock against us. Errors (the command closed stdin early) are its business.
-    if let Some(data) = stdin {
-        tokio::spawn(async move {
-            let _ = input.write_all(&data).await;
-            // Half-closes the connection: the command sees end-of-file.
-            let _ = input.shutdown().await;
-        });
-    }
-    let deadline = Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
-    let mut capture = Capture {
-        cap: output_cap,
-        out: ExecOutput::default(),
-    };
-    capture.push(OutputStream::Stdout, &stdout, sink);
-    capture.push(OutputStream::Stderr, &stderr, sink);
-    let mut drain_until: Option<Instant> = None;
-
-    loop {
-        tokio::select! {
-            item = output.next() => match item {
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    capture.push(OutputStream::Stderr, &message, sink);
-                }
-                Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                    capture.push(OutputStream::Stdout, &message, sink);
-                }
-                Some(Ok(LogOutput::StdIn { .. })) => {}
-                Some(Err(e)) => {
-                    // A broken connection after a kill is expected; otherwise report it.
-                    if capture.out.timed_out {
-                        break;
-                    }
-                    return Err(api_error("reading a command's output", e));
-                }
-                None => break,
-            },
-            () = tokio::time::sleep_until(deadline), if !capture.out.timed_out => {
-                capture.out.timed_out = true;
-                drain_until = Some(Instant::now() + DRAIN_GRACE);
-                inner.kill_tree(pid).await;
-            }
-            () = sleep_until_opt(drain_until), if drain_until.is_some() => {
-                tracing::warn!(
-                    grace = ?DRAIN_GRACE,
-                    "command output still open after its timeout kill; leaving it"
-                );
-                break;
-            }
-        }
-    }
-    let mut out = capture.out;
-    out.exit_code = if out.timed_out {
-        None
-    } else {
-        exit_code(&inner.docker, &exec_id).await?
-    };
-    Ok(out)
-}
-
-/// Keeps at most `cap` bytes of each stream and counts the rest.
-struct Capture {
-    cap: usize,
-    out: ExecOutput,
-}
-
-impl Capture {
-    fn push(&mut self, stream: OutputStream, chunk: &[u8], sink: OutputSink<'_>) {
-        let kept = match stream {
-            OutputStream::Stdout => &mut self.out.stdout,
-            OutputStream::Stderr => &mut self.out.stderr,
-        };
-        let room = self.cap.saturating_sub(kept.len()).min(chunk.len());
-        let (keep, rest) = chunk.split_at(room);
-        if !keep.is_empty() {
-            kept.extend_from_slice(keep);
-            // The sink sees what is kept: a runaway command cannot flood the event log.
-            sink(stream, keep);
-        }
-        self.out.dropped_bytes += rest.len() as u64;
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The first 12 characters of a container id, as `docker ps` shows them.
-pub(crate) fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
-/// The daemon's own message for an API error, else the client's description.
-pub(crate) fn message(err: &DockerError) -> String {
-    match err {
-        DockerError::DockerResponseServerError { message, .. } => message.trim().to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// A `Failed` error for an Engine API call.
-pub(crate) fn api_error(what: impl Into<String>, err: DockerError) -> SandboxError {
-    SandboxError::Failed {
-        what: what.into(),
-        message: message(&err),
-    }
-}
-
 /// Maps a failure to start an exec: a container that is gone, stopped or out of
 /// resources can no longer start processes ([`SandboxError::Broken`]).
-pub(crate) fn exec_error(container: &str, err: DockerError) -> SandboxError {
+fn exec_error(container: &str, err: DockerError) -> SandboxError {
     let id = short(container);
     let text = message(&err);
     let lower = text.to_ascii_lowercase();

@@ -1,6 +1,6 @@
 //! The `docker` backend: one container per task, every command an exec.
 //!
-//! [`plan`] decides what a container is (pure, unit-tested); the rest talks to the
+//! [`plan`](mod@plan) decides what a container is (pure, unit-tested); the rest talks to the
 //! Engine API through bollard. A container is made from an image with the task's
 //! workspace at `/workspace` and nothing else of the host; Docker's init is PID 1 and
 //! sleeps. Commands, the persistent shell and the file operations are execs as uid 1000.
@@ -9,13 +9,25 @@
 //!
 //! The engine may be older than bollard's default API version; [`DockerProvider::connect`]
 //! negotiates down to what the daemon speaks.
+//!
+//! This file holds the provider. Below it, each file imports only those further down:
+//! `sandbox` (the [`Sandbox`] implementation) uses `oneshot` and `shell`, which run
+//! processes in a `container` (the shared handle: kills, counters, egress link,
+//! replacement); that starts processes through `exec`, and containers through
+//! `lifecycle`; `plan`, `scripts`, `egress` (with `archive`), `limits`, `config` and
+//! `api` sit at the bottom.
 
+mod api;
 mod archive;
+mod config;
+mod container;
 mod egress;
 pub mod env_cache;
 mod exec;
 pub mod image;
+mod lifecycle;
 pub mod limits;
+mod oneshot;
 pub mod plan;
 mod sandbox;
 mod scripts;
@@ -32,9 +44,11 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::ListContainersOptions;
 
-use self::exec::api_error;
-use self::exec::message;
-use self::exec::short;
+use self::api::api_error;
+use self::api::message;
+use self::api::short;
+pub use self::config::DockerConfig;
+use self::container::Container;
 pub use self::plan::LABEL_COORDINATOR;
 pub use self::plan::LABEL_POOL;
 pub use self::plan::LABEL_TASK;
@@ -42,9 +56,6 @@ pub use self::plan::Role;
 pub use self::plan::plan;
 use self::sandbox::BACKEND;
 use self::sandbox::DockerSandbox;
-use self::sandbox::Inner;
-use crate::Limits;
-use crate::NetworkLevel;
 use crate::Result;
 use crate::Sandbox;
 use crate::SandboxError;
@@ -55,42 +66,6 @@ use crate::egress::Egress;
 
 const ENGINE_FIX: &str =
     "start the Docker engine (systemctl start docker) or set DOCKHAND_SANDBOX=local";
-
-/// How the docker backend makes containers.
-#[derive(Clone, Debug)]
-pub struct DockerConfig {
-    /// The engine's address (`unix:///path`, `tcp://host:port`, or a socket path);
-    /// `DOCKER_HOST` or `/var/run/docker.sock` when `None`.
-    pub socket: Option<String>,
-    /// The image for specs that name none.
-    pub image: String,
-    /// Labels every container, so this coordinator finds its own after a restart.
-    pub coordinator_id: String,
-    /// The network level of warm-pool containers (the operator's default).
-    pub pool_network: NetworkLevel,
-    /// The limits of warm-pool containers (the operator's defaults).
-    pub pool_limits: Limits,
-    /// An OCI runtime the daemon knows, such as `runsc`; the daemon's default when `None`.
-    pub runtime: Option<String>,
-    /// Size of the `/tmp` tmpfs, as Docker writes sizes (`512m`).
-    pub tmp_size: String,
-}
-
-impl DockerConfig {
-    /// Defaults: pool containers at `allowlist` with the default limits, a 512 MiB
-    /// `/tmp`, the daemon's runtime.
-    pub fn new(coordinator_id: impl Into<String>, image: impl Into<String>) -> DockerConfig {
-        DockerConfig {
-            socket: None,
-            image: image.into(),
-            coordinator_id: coordinator_id.into(),
-            pool_network: NetworkLevel::Allowlist,
-            pool_limits: Limits::default(),
-            runtime: None,
-            tmp_size: "512m".to_owned(),
-        }
-    }
-}
 
 /// What `dockhand doctor` shows about the docker backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,7 +239,7 @@ impl DockerProvider {
 
     /// Force-removes a container (stopping it first). Already gone is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
-        sandbox::remove(&self.docker, id).await
+        lifecycle::remove(&self.docker, id).await
     }
 
     /// Every container with a `dockhand.coordinator` label, whichever coordinator made
@@ -315,7 +290,7 @@ impl DockerProvider {
         let launches = wanted.into_iter().map(|(slot, workspace)| async move {
             let spec = pool_spec(&self.config, &workspace);
             let role = Role::Pool(slot.clone());
-            let id = sandbox::launch(&self.docker, &self.config, &spec, &role).await;
+            let id = lifecycle::launch(&self.docker, &self.config, &spec, &role).await;
             (slot, workspace, id)
         });
         let mut first_error = None;
@@ -364,7 +339,7 @@ impl DockerProvider {
                 container = short(&entry.id),
                 "pool container not running"
             );
-            let _ = sandbox::remove(&self.docker, &entry.id).await;
+            let _ = lifecycle::remove(&self.docker, &entry.id).await;
             return None;
         }
         let mut spec = pool_spec(&self.config, &entry.workspace);
@@ -373,7 +348,7 @@ impl DockerProvider {
     }
 
     fn sandbox(&self, spec: SandboxSpec, role: Role, id: String) -> Arc<dyn Sandbox> {
-        let inner = Inner::new(
+        let container = Container::new(
             self.docker.clone(),
             Arc::clone(&self.config),
             spec,
@@ -382,7 +357,7 @@ impl DockerProvider {
             self.egress.clone(),
         );
         Arc::new(DockerSandbox {
-            inner: Arc::new(inner),
+            container: Arc::new(container),
         })
     }
 }
@@ -413,7 +388,7 @@ impl SandboxProvider for DockerProvider {
 
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
         let role = Role::Task(spec.task_id.clone());
-        let id = sandbox::launch(&self.docker, &self.config, &spec, &role).await?;
+        let id = lifecycle::launch(&self.docker, &self.config, &spec, &role).await?;
         Ok(self.sandbox(spec, role, id))
     }
 

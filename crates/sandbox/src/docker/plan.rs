@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bollard::models::ContainerCreateBody;
 use bollard::models::HostConfig;
 
-use super::DockerConfig;
+use super::config::DockerConfig;
 use crate::NetworkLevel;
 use crate::Result;
 use crate::SandboxError;

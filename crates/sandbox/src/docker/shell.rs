@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
 
+use super::container::Container;
 use super::exec::Output;
-use super::sandbox::Inner;
 use crate::LimitMarks;
 use crate::ProcessControl;
 use crate::Result;
@@ -30,9 +30,9 @@ const PIPE_BUFFER: usize = 256 * 1024;
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
 /// Starts `argv` (already wrapped) as a shell.
-pub(crate) async fn spawn(inner: Arc<Inner>, argv: Vec<String>) -> Result<ShellProcess> {
-    let marks_at_start = inner.marks().await;
-    let opened = inner.open(argv, None, &[], true).await?;
+pub(crate) async fn spawn(container: Arc<Container>, argv: Vec<String>) -> Result<ShellProcess> {
+    let marks_at_start = container.marks().await;
+    let opened = container.open(argv, None, &[], true).await?;
     let (reader, writer) = tokio::io::duplex(PIPE_BUFFER);
     let (ended_tx, ended_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -40,7 +40,7 @@ pub(crate) async fn spawn(inner: Arc<Inner>, argv: Vec<String>) -> Result<ShellP
     first.extend_from_slice(&opened.stderr);
     tokio::spawn(pump(opened.output, first, writer, ended_tx, stop_rx));
     let control = ShellControl {
-        inner,
+        container,
         pid: opened.pid,
         ended: ended_rx,
         stop: stop_tx,
@@ -91,7 +91,7 @@ async fn pump(
 
 /// Kills a shell. Dropping it kills the shell too.
 struct ShellControl {
-    inner: Arc<Inner>,
+    container: Arc<Container>,
     /// The shell's pid inside the container: its session and process group id.
     pid: u32,
     ended: watch::Receiver<bool>,
@@ -102,18 +102,18 @@ struct ShellControl {
 #[async_trait]
 impl ProcessControl for ShellControl {
     async fn kill(&self) {
-        kill(&self.inner, self.pid, self.ended.clone(), &self.stop).await;
+        kill(&self.container, self.pid, self.ended.clone(), &self.stop).await;
     }
 
     async fn killed_reason(&self) -> Option<String> {
-        let now = self.inner.marks().await;
-        self.inner.explain(self.marks_at_start, now)
+        let now = self.container.marks().await;
+        self.container.explain(self.marks_at_start, now)
     }
 }
 
 /// Kills the shell's tree and returns once its output has ended.
 async fn kill(
-    inner: &Inner,
+    container: &Container,
     pid: u32,
     mut ended: watch::Receiver<bool>,
     stop: &watch::Sender<bool>,
@@ -121,7 +121,7 @@ async fn kill(
     if *ended.borrow() {
         return;
     }
-    inner.kill_tree(pid).await;
+    container.kill_tree(pid).await;
     stop.send_replace(true);
     if tokio::time::timeout(KILL_WAIT, ended.wait_for(|e| *e))
         .await
@@ -140,10 +140,10 @@ impl Drop for ShellControl {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let inner = Arc::clone(&self.inner);
+        let container = Arc::clone(&self.container);
         let pid = self.pid;
         let ended = self.ended.clone();
         let stop = self.stop.clone();
-        runtime.spawn(async move { kill(&inner, pid, ended, &stop).await });
+        runtime.spawn(async move { kill(&container, pid, ended, &stop).await });
     }
 }
