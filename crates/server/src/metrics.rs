@@ -21,11 +21,32 @@ pub(crate) fn render(state: &Services) -> String {
             .map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "dockhand_tasks{{status=\"{status}\"}} {n}");
     }
+    for (name, kind, help, value) in counters(state) {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dockhand_egress_refused_total Connections the egress proxy refused, by reason.\n# TYPE dockhand_egress_refused_total counter"
+    );
+    for (reason, n) in state.egress.refused() {
+        let _ = writeln!(
+            out,
+            "dockhand_egress_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    out
+}
+
+/// The single-valued metrics: (name, type, help, value).
+fn counters(state: &Services) -> [(&'static str, &'static str, &'static str, u64); 8] {
     let w = state.store.writer_stats();
     let h = state.hub.stats();
     let s = state.scheduler.stats();
     let pool = state.pool.as_ref().map_or(0, |p| p.ready() as u64);
-    let metrics: [(&str, &str, &str, u64); 8] = [
+    [
         (
             "dockhand_events_committed_total",
             "counter",
@@ -74,22 +95,5 @@ pub(crate) fn render(state: &Services) -> String {
             "Warm-pool containers waiting for a task.",
             pool,
         ),
-    ];
-    for (name, kind, help, value) in metrics {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dockhand_egress_refused_total Connections the egress proxy refused, by reason.\n# TYPE dockhand_egress_refused_total counter"
-    );
-    for (reason, n) in state.egress.refused() {
-        let _ = writeln!(
-            out,
-            "dockhand_egress_refused_total{{reason=\"{reason}\"}} {n}"
-        );
-    }
-    out
+    ]
 }

@@ -88,14 +88,7 @@ pub(super) async fn push_and_open_pr(
         .await
         .map_err(|e| PublishError::Commit(e.to_string()))?;
     if created {
-        if let Some((issue_repo, number)) = task.origin_issue.as_deref().and_then(parse_issue) {
-            let note = format!("{MARKER}\nDockhand opened {} for this.", pr.html_url);
-            if let Some((o, r)) = issue_repo.split_once('/')
-                && let Err(e) = deps.forge.github.comment(&token, o, r, number, &note).await
-            {
-                tracing::warn!(task = %task.id, error = %e, "commenting on the originating issue");
-            }
-        }
+        note_on_issue(deps, task, &token, &pr.html_url).await;
     } else {
         let note = format!(
             "{MARKER}\n**Follow-up pushed** ([task]({})).\n\n{}\n\n```\n{}```\n",
@@ -113,6 +106,19 @@ pub(super) async fn push_and_open_pr(
         "pushed {} to {owner}/{repo}; pull request #{}: {}",
         task.branch, pr.number, pr.html_url
     ))
+}
+
+/// Tells the issue that asked for the task where its pull request is.
+async fn note_on_issue(deps: &Services, task: &TaskRow, token: &str, pr_url: &str) {
+    let Some((issue_repo, number)) = task.origin_issue.as_deref().and_then(parse_issue) else {
+        return;
+    };
+    let note = format!("{MARKER}\nDockhand opened {pr_url} for this.");
+    if let Some((o, r)) = issue_repo.split_once('/')
+        && let Err(e) = deps.forge.github.comment(token, o, r, number, &note).await
+    {
+        tracing::warn!(task = %task.id, error = %e, "commenting on the originating issue");
+    }
 }
 
 /// `owner/name#N` → (`owner/name`, N).

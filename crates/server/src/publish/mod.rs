@@ -4,51 +4,21 @@
 //! and pushed from there, with a pull request (remote). The host never runs git in
 //! the workspace, so nothing the agent wrote (hooks, filters, config) runs on the host.
 
+mod commit;
 mod github;
 
 pub(crate) use github::MARKER;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-use std::time::Duration;
 
 use dockhand_forge::RepoSource;
 use dockhand_protocol::DiffEvent;
 use dockhand_protocol::EventBody;
-use dockhand_sandbox::ExecRequest;
 use dockhand_sandbox::Sandbox;
 use dockhand_store::TaskRow;
 
 use crate::services::Services;
-
-/// Where the sandbox writes the bundle, relative to the workspace.
-const BUNDLE: &str = ".git/dockhand/result.bundle";
-
-/// Runs in the sandbox: commit everything on the task branch, print the head
-/// and the diff stat against the base, and write a bundle when asked.
-const SCRIPT: &str = r#"set -eu
-branch="$1"; base="$2"; name="$3"; email="$4"; want_bundle="$5"
-cd /workspace
-git -c core.hooksPath=/dev/null add -A
-if ! git diff --cached --quiet; then
-  git -c core.hooksPath=/dev/null -c commit.gpgsign=false -c user.name="$name" -c user.email="$email" \
-    commit --quiet --no-verify -F -
-fi
-head=$(git rev-parse HEAD)
-if [ "$(git rev-parse -q --verify "refs/heads/$branch" || true)" != "$head" ]; then
-  git update-ref "refs/heads/$branch" "$head"
-fi
-echo "HEAD $head"
-echo "SHORTSTAT $(git diff --shortstat "$base" "$head")"
-if [ "$want_bundle" = yes ] && [ "$head" != "$base" ]; then
-  mkdir -p .git/dockhand
-  rm -f .git/dockhand/result.bundle
-  git bundle create --quiet .git/dockhand/result.bundle "refs/heads/$branch" "^$base"
-  echo BUNDLE
-fi
-echo STAT
-git diff --stat=100 "$base" "$head" | tail -n 60
-"#;
 
 /// Errors while publishing.
 #[derive(Debug, thiserror::Error)]
@@ -64,24 +34,23 @@ pub enum PublishError {
     GitHub(String),
 }
 
-fn parse_shortstat(s: &str) -> (u32, u32, u32) {
-    let mut out = (0, 0, 0);
-    for part in s.split(',') {
-        let mut words = part.split_whitespace();
-        let n = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        match words.next() {
-            Some(w) if w.starts_with("file") => out.0 = n,
-            Some(w) if w.starts_with("insertion") => out.1 = n,
-            Some(w) if w.starts_with("deletion") => out.2 = n,
-            _ => {}
-        }
+/// The commit message: the title, the agent's summary, the task, and the
+/// person who asked as a co-author (GitHub links the noreply address to them).
+fn message(s: &Services, task: &TaskRow, summary: &str) -> String {
+    let mut message = format!("{}\n\n", task.title);
+    message.push_str(&crate::text::clip(summary.trim(), 8000));
+    message.push_str(&format!("\n\nDockhand-Task: {}\n", task.id));
+    if let Ok(Some((login, Some(id)))) = s.store.user_identity(task.user_id) {
+        message.push_str(&format!(
+            "Co-authored-by: {login} <{id}+{login}@users.noreply.github.com>\n"
+        ));
     }
-    out
+    message
 }
 
 /// Commits and hands the branch back; returns a one-line note for the person.
 pub async fn publish(
-    deps: &Services,
+    s: &Services,
     task: &TaskRow,
     sandbox: &dyn Sandbox,
     summary: &str,
@@ -91,99 +60,36 @@ pub async fn publish(
         .base_commit
         .clone()
         .ok_or_else(|| PublishError::Commit("the task has no base commit".into()))?;
-    let git = &deps.config.git;
-    let mut message = format!("{}\n\n", task.title);
-    message.push_str(&crate::text::clip(summary.trim(), 8000));
-    message.push_str(&format!("\n\nDockhand-Task: {}\n", task.id));
-    // The person who asked is a co-author; GitHub links the noreply address to them.
-    if let Ok(Some((login, Some(id)))) = deps.store.user_identity(task.user_id) {
-        message.push_str(&format!(
-            "Co-authored-by: {login} <{id}+{login}@users.noreply.github.com>\n"
-        ));
-    }
-    let mut req = ExecRequest::new([
-        "sh".to_owned(),
-        "-c".to_owned(),
-        SCRIPT.to_owned(),
-        "dockhand-publish".to_owned(),
-        task.branch.clone(),
-        base.clone(),
-        git.author_name.clone(),
-        git.author_email.clone(),
-        "yes".to_owned(),
-    ]);
-    req.stdin = Some(message.into_bytes());
-    req.timeout = Duration::from_secs(600);
-    req.output_cap = 64 * 1024;
-    let out = sandbox
-        .exec(req, &mut |_, _| {})
-        .await
-        .map_err(|e| PublishError::Commit(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if out.exit_code != Some(0) {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = if out.timed_out {
-            "timed out".to_owned()
-        } else {
-            crate::text::clip(stderr.trim(), 2000)
-        };
-        return Err(PublishError::Commit(why));
-    }
-    let mut head = String::new();
-    let mut shortstat = String::new();
-    let mut bundle = false;
-    let mut stat = String::new();
-    let mut in_stat = false;
-    for line in stdout.lines() {
-        if in_stat {
-            stat.push_str(line);
-            stat.push('\n');
-        } else if let Some(h) = line.strip_prefix("HEAD ") {
-            head = h.trim().to_owned();
-        } else if let Some(s) = line.strip_prefix("SHORTSTAT ") {
-            shortstat = s.to_owned();
-        } else if line == "BUNDLE" {
-            bundle = true;
-        } else if line == "STAT" {
-            in_stat = true;
-        }
-    }
-    let valid_sha = head.len() == 40 && head.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid_sha {
-        return Err(PublishError::Commit(
-            "the sandbox did not report a commit".into(),
-        ));
-    }
-    let (files, ins, del) = parse_shortstat(&shortstat);
-    let changed = head != base;
-    deps.store
-        .append(
-            &task.id,
-            EventBody::Diff(DiffEvent {
-                branch: task.branch.clone(),
-                commit: changed.then(|| head.clone()),
-                files_changed: files,
-                insertions: ins,
-                deletions: del,
-                stat: crate::text::clip(&stat, 8000),
-            }),
-        )
+    let message = message(s, task, summary);
+    let done = commit::commit(sandbox, task, &base, &s.config.git, message).await?;
+    let changed = done.head != base;
+    let (files_changed, insertions, deletions) = done.shortstat;
+    let diff = DiffEvent {
+        branch: task.branch.clone(),
+        commit: changed.then(|| done.head.clone()),
+        files_changed,
+        insertions,
+        deletions,
+        stat: crate::text::clip(&done.stat, 8000),
+    };
+    s.store
+        .append(&task.id, EventBody::Diff(diff))
         .map_err(|e| PublishError::Commit(e.to_string()))?;
     if !changed {
         return Ok("no changes to hand back".to_owned());
     }
-    if !bundle {
+    if !done.bundle {
         return Err(PublishError::Commit(
             "the sandbox did not write the bundle".into(),
         ));
     }
-    let copy = copy_bundle(deps, task)?;
+    let copy = copy_bundle(s, task)?;
     let result = match source {
-        RepoSource::Local { path } => fetch_back(&copy, task, path, &head)
+        RepoSource::Local { path } => fetch_back(&copy, task, path, &done.head)
             .await
             .map(|()| format!("branch {} is in {}", task.branch, path.display())),
         RepoSource::Remote { url } => {
-            github::push_and_open_pr(deps, task, url, &copy, summary, &stat).await
+            github::push_and_open_pr(s, task, url, &copy, summary, &done.stat).await
         }
     };
     let _ = std::fs::remove_file(&copy);
@@ -209,7 +115,7 @@ fn copy_bundle(deps: &Services, task: &TaskRow) -> Result<std::path::PathBuf, Pu
         })?;
     let copy = dir.join(format!("{}.bundle", task.id));
     let max = deps.config.git.max_bundle_bytes;
-    dockhand_forge::copy_beneath(&ws, BUNDLE, &copy, max).map_err(|e| match e {
+    dockhand_forge::copy_beneath(&ws, commit::BUNDLE, &copy, max).map_err(|e| match e {
         dockhand_forge::ForgeError::Unsafe { reason, .. } if reason.contains("limit") => PublishError::Commit(format!(
             "the task's changes are too large to hand back ({reason}; git.max_bundle_bytes = {} MiB). \
              The work is committed in the task's workspace; remove large or generated files with a follow-up, \
@@ -234,20 +140,4 @@ async fn fetch_back(
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shortstat_parses() {
-        assert_eq!(
-            super::parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
-            (3, 10, 2)
-        );
-        assert_eq!(
-            super::parse_shortstat(" 1 file changed, 1 deletion(-)"),
-            (1, 0, 1)
-        );
-        assert_eq!(super::parse_shortstat(""), (0, 0, 0));
-    }
 }

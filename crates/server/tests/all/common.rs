@@ -182,6 +182,33 @@ impl Harness {
         )
     }
 
+    /// Sends a request straight to the coordinator's router (no socket):
+    /// the status, the headers and the body as JSON (or a string).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, axum::http::HeaderMap, Value) {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(axum::body::Body::from(body.to_owned())).unwrap();
+        let app = dockhand_server::http::router(self.coord().services().clone());
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, value)
+    }
+
     pub async fn submit(&self, repo: &Path, prompt: &str) -> Task {
         let body = json!({"repo": repo.to_str().unwrap(), "prompt": prompt});
         let (status, v) = self

@@ -1,0 +1,23 @@
+//! Integration tests of the coordinator: real SQLite, real git, real bubblewrap,
+//! the fake Anthropic API from testkit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod common;
+
+mod access;
+mod accounts;
+mod api;
+mod concurrency;
+mod docker;
+mod e2e;
+mod faults;
+mod gc;
+mod images;
+mod local;
+mod network;
+mod pull_requests;
+mod router;
+mod security;
+mod tools;
+mod ui;
+mod ws;
