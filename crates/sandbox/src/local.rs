@@ -11,8 +11,15 @@
 //! bubblewrap starts, so the sandbox user maps to that uid, never to root. What
 //! bwrap binds is then reached through a runtime directory under `/run` (the
 //! workspace by a `nosuid,nodev` bind), so the data directory can stay 0700.
+//!
+//! This file holds the provider. Below it, each file imports only those further down:
+//! `sandbox` (the [`Sandbox`] implementation and the registry of live sandboxes) runs
+//! each command's `plan` through `run`, in a `cgroup`, with `mount`'s workspace bind and
+//! `net`'s egress socket; `run` uses `net` and `runtime`; `fs`, `seccomp` and `plan`
+//! sit at the bottom.
 
 mod cgroup;
+mod fs;
 mod mount;
 mod net;
 mod plan;
@@ -21,13 +28,10 @@ mod runtime;
 mod sandbox;
 mod seccomp;
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -35,6 +39,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::cgroup::Hierarchy;
+use self::fs::make_dir;
+use self::fs::write_state_file;
 pub use self::mount::NosuidMount;
 use self::mount::WorkspaceBind;
 pub use self::mount::nosuid_mount;
@@ -49,6 +55,8 @@ pub use self::plan::SANDBOX_UID;
 pub use self::plan::plan;
 use self::run::HostSide;
 use self::runtime::RuntimeDir;
+use self::sandbox::BACKEND;
+use self::sandbox::Live;
 use self::sandbox::LocalSandbox;
 use crate::ExecRequest;
 use crate::NetworkLevel;
@@ -60,8 +68,6 @@ use crate::SandboxProvider;
 use crate::SandboxSpec;
 use crate::egress::Egress;
 use crate::egress::RefusalLog;
-
-const BACKEND: &str = "local";
 
 const INSTALL_FIX: &str = "apt-get install bubblewrap";
 
@@ -131,10 +137,6 @@ pub struct LocalProvider {
     live: Arc<Live>,
     next_generation: AtomicU64,
 }
-
-/// Sandboxes made and not destroyed: id to (generation, task id). The generation lets a
-/// destroyed sandbox leave alone a newer one made for the same task.
-type Live = Mutex<HashMap<String, (u64, String)>>;
 
 /// The id of the local sandbox serving `task_id`.
 pub fn sandbox_id(task_id: &str) -> String {
@@ -369,10 +371,8 @@ impl SandboxProvider for LocalProvider {
 
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
         let sandbox = self.make(spec)?;
-        lock(&self.live).insert(
-            sandbox.id.clone(),
-            (sandbox.generation, sandbox.spec.task_id.clone()),
-        );
+        self.live
+            .insert(&sandbox.id, sandbox.generation, &sandbox.spec.task_id);
         Ok(Arc::new(sandbox))
     }
 
@@ -386,32 +386,8 @@ impl SandboxProvider for LocalProvider {
     }
 
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
-        let live = lock(&self.live);
-        let mut infos: Vec<SandboxInfo> = live
-            .iter()
-            .map(|(id, (_, task_id))| SandboxInfo {
-                backend: BACKEND.to_owned(),
-                id: id.clone(),
-                task_id: Some(task_id.clone()),
-            })
-            .collect();
-        infos.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(infos)
+        Ok(self.live.infos())
     }
-}
-
-fn lock(live: &Live) -> std::sync::MutexGuard<'_, HashMap<String, (u64, String)>> {
-    live.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn make_dir(dir: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
-        .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))
 }
 
 /// A name for this coordinator's cgroups: a hash of where its state lives.
@@ -458,19 +434,6 @@ fn supports_disable_userns(version: &str) -> bool {
         (Some(major), Some(minor)) => (major, minor) >= (0, 8),
         _ => false,
     }
-}
-
-/// Writes a generated file by rename, so a sandbox starting meanwhile never sees half
-/// of it, and returns its path as a string for the plan.
-fn write_state_file(path: &Path, contents: &[u8], mode: u32) -> Result<String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))?;
-    path.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| SandboxError::Invalid(format!("state dir {} is not UTF-8", path.display())))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use rustix::fs::FlockOperation;
 
-use super::make_dir;
+use super::fs::make_dir;
 use super::mount;
 use crate::Result;
 use crate::SandboxError;

@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::BACKEND;
-use super::HostLayout;
 use super::cgroup::Group;
 use super::mount::WorkspaceBind;
 use super::net::EgressSocket;
+use super::plan::HostLayout;
 use super::plan::Request;
 use super::plan::plan;
 use super::run;
@@ -37,9 +37,46 @@ use crate::egress::RefusalLog;
 const STRIP_SPECIAL_BITS: &str =
     "find /workspace -xdev -perm /6000 -exec chmod ug-s {} + 2>/dev/null; exit 0";
 
+pub(super) const BACKEND: &str = "local";
+
 /// Sandboxes made and not destroyed: id to (generation, task id). The generation lets a
 /// destroyed sandbox leave alone a newer one made for the same task.
-pub(super) type Live = Mutex<HashMap<String, (u64, String)>>;
+#[derive(Default)]
+pub(super) struct Live(Mutex<HashMap<String, (u64, String)>>);
+
+impl Live {
+    pub(super) fn insert(&self, id: &str, generation: u64, task_id: &str) {
+        self.lock()
+            .insert(id.to_owned(), (generation, task_id.to_owned()));
+    }
+
+    /// Forgets `id` unless a newer sandbox took its place.
+    fn remove(&self, id: &str, generation: u64) {
+        let mut live = self.lock();
+        if live.get(id).is_some_and(|(g, _)| *g == generation) {
+            live.remove(id);
+        }
+    }
+
+    /// The live sandboxes, by id.
+    pub(super) fn infos(&self) -> Vec<SandboxInfo> {
+        let mut infos: Vec<SandboxInfo> = self
+            .lock()
+            .iter()
+            .map(|(id, (_, task_id))| SandboxInfo {
+                backend: BACKEND.to_owned(),
+                id: id.clone(),
+                task_id: Some(task_id.clone()),
+            })
+            .collect();
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, String)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// One task's bubblewrap sandbox.
 ///
@@ -134,13 +171,7 @@ impl Sandbox for LocalSandbox {
         if let Some(group) = &self.group {
             group.remove().await;
         }
-        let mut live = super::lock(&self.live);
-        if live
-            .get(&self.id)
-            .is_some_and(|(g, _)| *g == self.generation)
-        {
-            live.remove(&self.id);
-        }
+        self.live.remove(&self.id, self.generation);
         Ok(())
     }
 
