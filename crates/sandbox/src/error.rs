@@ -2,6 +2,9 @@
 
 use std::io;
 
+/// Result alias for this crate.
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
 /// Why a sandbox operation failed.
 ///
 /// The first three variants are answers about the sandbox's files: the agent's tools hand

@@ -1,4 +1,5 @@
-//! File operations done inside the sandbox through [`Sandbox::exec`].
+//! File operations done inside the sandbox through [`Sandbox::exec`]: for each, the
+//! request to run and what its output means. The trait's default methods run them.
 //!
 //! Each operation is a small POSIX `sh` script, so any image with a shell works. The
 //! path is always a positional argument (`"$1"`), never spliced into the script. Paths
@@ -9,9 +10,7 @@
 
 use crate::ExecOutput;
 use crate::ExecRequest;
-use crate::OutputStream;
 use crate::Result;
-use crate::Sandbox;
 use crate::SandboxError;
 
 /// What is at a path inside the sandbox (symlinks followed).
@@ -54,20 +53,19 @@ fi"#;
 // Room for a helper's stderr and small answers.
 const SMALL_CAP: usize = 64 * 1024;
 
-/// Reads the regular file at `path`, refusing files larger than `max` bytes.
-pub(crate) async fn read_file<S: Sandbox + ?Sized>(
-    sb: &S,
-    path: &str,
-    max: usize,
-) -> Result<Vec<u8>> {
-    // Read one byte past the limit: getting it is how we know the file is too large,
-    // without reading the rest.
+/// Reads the regular file at `path`, at most `max` bytes and one more: getting that
+/// one is how [`read_answer`] knows the file is too large, without reading the rest.
+pub(crate) fn read_request(path: &str, max: usize) -> ExecRequest {
     let want = u64::try_from(max)
         .unwrap_or(u64::MAX)
         .saturating_add(1)
         .min(i64::MAX as u64);
     let cap = usize::try_from(want).unwrap_or(usize::MAX);
-    let out = run(sb, READ_SCRIPT, &[path, &want.to_string()], None, cap).await?;
+    request(READ_SCRIPT, &[path, &want.to_string()], None, cap)
+}
+
+/// The file's contents, or why [`read_request`] got none.
+pub(crate) fn read_answer(path: &str, max: usize, out: ExecOutput) -> Result<Vec<u8>> {
     let what = || format!("reading {path}");
     match out.exit_code {
         Some(0) if out.stdout.len() > max || out.dropped_bytes > 0 => Err(SandboxError::TooLarge {
@@ -90,16 +88,18 @@ pub(crate) async fn read_file<S: Sandbox + ?Sized>(
 }
 
 /// Creates or replaces the file at `path` with `data`, creating parent directories.
-pub(crate) async fn write_file<S: Sandbox + ?Sized>(sb: &S, path: &str, data: &[u8]) -> Result<()> {
+pub(crate) fn write_request(path: &str, data: &[u8]) -> ExecRequest {
     let parent = parent_dir(path);
-    let out = run(
-        sb,
+    request(
         WRITE_SCRIPT,
         &[path, parent],
         Some(data.to_vec()),
         SMALL_CAP,
     )
-    .await?;
+}
+
+/// Whether [`write_request`] wrote the file.
+pub(crate) fn write_answer(path: &str, out: ExecOutput) -> Result<()> {
     match out.exit_code {
         Some(0) => Ok(()),
         Some(EXIT_DIRECTORY) => Err(SandboxError::IsDirectory {
@@ -109,9 +109,13 @@ pub(crate) async fn write_file<S: Sandbox + ?Sized>(sb: &S, path: &str, data: &[
     }
 }
 
-/// Says what is at `path`.
-pub(crate) async fn file_kind<S: Sandbox + ?Sized>(sb: &S, path: &str) -> Result<FileKind> {
-    let out = run(sb, KIND_SCRIPT, &[path], None, SMALL_CAP).await?;
+/// Asks what is at `path`.
+pub(crate) fn kind_request(path: &str) -> ExecRequest {
+    request(KIND_SCRIPT, &[path], None, SMALL_CAP)
+}
+
+/// What [`kind_request`] found.
+pub(crate) fn kind_answer(path: &str, out: ExecOutput) -> Result<FileKind> {
     let kind = match (out.exit_code, out.stdout.as_slice()) {
         (Some(0), b"d\n") => FileKind::Directory,
         (Some(0), b"f\n") => FileKind::File,
@@ -122,22 +126,15 @@ pub(crate) async fn file_kind<S: Sandbox + ?Sized>(sb: &S, path: &str) -> Result
     Ok(kind)
 }
 
-/// Runs `script` under `sh -c` with `args` as `$1`, `$2`, ….
-async fn run<S: Sandbox + ?Sized>(
-    sb: &S,
-    script: &str,
-    args: &[&str],
-    stdin: Option<Vec<u8>>,
-    output_cap: usize,
-) -> Result<ExecOutput> {
+/// `script` under `sh -c` with `args` as `$1`, `$2`, ….
+fn request(script: &str, args: &[&str], stdin: Option<Vec<u8>>, output_cap: usize) -> ExecRequest {
     let argv = ["sh", "-c", script, "sh"]
         .into_iter()
         .chain(args.iter().copied());
     let mut req = ExecRequest::new(argv);
     req.stdin = stdin;
     req.output_cap = output_cap;
-    let mut ignore = |_: OutputStream, _: &[u8]| {};
-    sb.exec(req, &mut ignore).await
+    req
 }
 
 /// A `Failed` error carrying what the helper said.

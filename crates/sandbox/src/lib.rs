@@ -8,6 +8,7 @@
 pub mod docker;
 pub mod egress;
 mod error;
+mod exec;
 mod files;
 pub mod helper;
 pub mod local;
@@ -16,18 +17,19 @@ pub(crate) mod mux_wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
 
 pub use egress::NetworkLevel;
+pub use error::Result;
 pub use error::SandboxError;
+pub use exec::ExecOutput;
+pub use exec::ExecRequest;
+pub use exec::OutputSink;
+pub use exec::OutputStream;
 pub use files::FileKind;
-
-/// Result alias for this crate.
-pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
 /// The path where the workspace appears inside every sandbox.
 pub const WORKSPACE: &str = "/workspace";
@@ -82,68 +84,6 @@ pub struct SandboxInfo {
     pub task_id: Option<String>,
 }
 
-/// A one-shot command.
-#[derive(Clone, Debug)]
-pub struct ExecRequest {
-    /// Program and arguments, run without a shell.
-    pub argv: Vec<String>,
-    /// Bytes fed to stdin, which is closed afterwards; stdin is empty when `None`.
-    pub stdin: Option<Vec<u8>>,
-    /// Working directory inside the sandbox; `/workspace` when `None`.
-    pub cwd: Option<String>,
-    /// Extra environment variables for this command.
-    pub env: Vec<(String, String)>,
-    /// Kill the command's whole process tree after this long.
-    pub timeout: Duration,
-    /// Keep at most this many bytes of stdout and of stderr; the rest is counted, not kept.
-    pub output_cap: usize,
-}
-
-impl ExecRequest {
-    /// A request for `argv` with a 60 s timeout and a 1 MiB cap.
-    pub fn new<I, S>(argv: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        ExecRequest {
-            argv: argv.into_iter().map(Into::into).collect(),
-            stdin: None,
-            cwd: None,
-            env: Vec::new(),
-            timeout: Duration::from_secs(60),
-            output_cap: 1 << 20,
-        }
-    }
-}
-
-/// Which stream a chunk of output came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// How a one-shot command ended.
-#[derive(Clone, Debug, Default)]
-pub struct ExecOutput {
-    /// The exit code; `None` when the command was killed (timeout, signal).
-    pub exit_code: Option<i32>,
-    /// Captured stdout, at most `output_cap` bytes.
-    pub stdout: Vec<u8>,
-    /// Captured stderr, at most `output_cap` bytes.
-    pub stderr: Vec<u8>,
-    /// Bytes produced past the cap and dropped (stdout and stderr together).
-    pub dropped_bytes: u64,
-    /// True when the timeout killed the command.
-    pub timed_out: bool,
-    /// Why the command was killed, when the sandbox knows (for example
-    /// "out of memory (limit 2 GiB)"), in words the model can read.
-    pub killed_reason: Option<String>,
-}
-
 /// Counters of resource-limit hits in a sandbox. Compared before and after a
 /// command, they tell whether the command ran into a limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -155,9 +95,6 @@ pub struct LimitMarks {
     /// Connections the egress proxy refused.
     pub egress_refused: u64,
 }
-
-/// Receives output as it is produced.
-pub type OutputSink<'a> = &'a mut (dyn FnMut(OutputStream, &[u8]) + Send);
 
 /// A long-lived process with stdin attached, such as the persistent bash session.
 /// Its stderr is merged into `output` in the order the process wrote it.
@@ -226,17 +163,24 @@ pub trait Sandbox: Send + Sync {
 
     /// Reads a regular file inside the sandbox, refusing more than `max` bytes.
     async fn read_file(&self, path: &str, max: usize) -> Result<Vec<u8>> {
-        files::read_file(self, path, max).await
+        let out = self
+            .exec(files::read_request(path, max), &mut |_, _| {})
+            .await?;
+        files::read_answer(path, max, out)
     }
 
     /// Creates or replaces a file inside the sandbox, as the sandbox user.
     async fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
-        files::write_file(self, path, data).await
+        let out = self
+            .exec(files::write_request(path, data), &mut |_, _| {})
+            .await?;
+        files::write_answer(path, out)
     }
 
     /// What is at `path` inside the sandbox.
     async fn file_kind(&self, path: &str) -> Result<FileKind> {
-        files::file_kind(self, path).await
+        let out = self.exec(files::kind_request(path), &mut |_, _| {}).await?;
+        files::kind_answer(path, out)
     }
 }
 
