@@ -6,8 +6,14 @@ use std::time::Duration;
 use anyhow::Context;
 use anyhow::Result;
 use anyhow::bail;
-use serde_json::Value;
-use serde_json::json;
+use dockhand_protocol::CreateTokenParams;
+use dockhand_protocol::CreatedToken;
+use dockhand_protocol::DevicePollParams;
+use dockhand_protocol::DevicePollResponse;
+use dockhand_protocol::DeviceStart;
+use dockhand_protocol::ErrorResponse;
+use dockhand_protocol::LogoutParams;
+use dockhand_protocol::TokenList;
 
 use crate::connect::Target;
 use crate::credentials;
@@ -24,62 +30,55 @@ pub async fn login(target: &Target) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot reach {server}"))?;
     if !start.status().is_success() {
-        let body: Value = start.json().await.unwrap_or_default();
-        bail!(
-            "{server} cannot start a sign-in: {}",
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
+        bail!("{server} cannot start a sign-in: {}", refusal(start).await);
     }
-    let start: Value = start.json().await?;
+    let start: DeviceStart = start.json().await.context("starting a sign-in")?;
     println!(
         "To sign in, open {} and enter the code {}",
-        start["verification_uri"].as_str().unwrap_or("?"),
-        start["user_code"].as_str().unwrap_or("?")
+        start.verification_uri, start.user_code
     );
-    let mut interval = start["interval"].as_u64().unwrap_or(5);
-    let deadline = credentials::now() + start["expires_in"].as_u64().unwrap_or(900);
+    let mut interval = start.interval;
+    let deadline = credentials::now() + start.expires_in;
+    let poll = DevicePollParams {
+        handle: start.handle,
+    };
     loop {
         tokio::time::sleep(Duration::from_secs(interval)).await;
         let resp = http
             .post(format!("{server}/auth/device/poll"))
-            .json(&json!({"handle": start["handle"]}))
+            .json(&poll)
             .send()
             .await?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "sign-in refused: {}",
-                body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-            );
+        if !resp.status().is_success() {
+            bail!("sign-in refused: {}", refusal(resp).await);
         }
-        match body["status"].as_str() {
-            Some("pending") => {}
-            Some("slow_down") => interval = body["interval"].as_u64().unwrap_or(interval + 5),
-            Some("ok") => {
-                let t = &body["tokens"];
-                let login = body["login"].as_str().unwrap_or("?").to_owned();
-                credentials::put(
-                    &server,
-                    credentials::Session {
-                        access_token: t["access_token"].as_str().unwrap_or_default().to_owned(),
-                        refresh_token: t["refresh_token"].as_str().unwrap_or_default().to_owned(),
-                        expires_at: credentials::now() + t["expires_in"].as_u64().unwrap_or(0),
-                        login: login.clone(),
-                    },
-                )?;
+        match resp.json().await.context("polling the sign-in")? {
+            DevicePollResponse::Pending => {}
+            DevicePollResponse::SlowDown { interval: next } => interval = next,
+            DevicePollResponse::Ok { login, tokens } => {
+                let session = credentials::Session {
+                    access_token: tokens.access_token,
+                    refresh_token: tokens.refresh_token,
+                    expires_at: credentials::now() + tokens.expires_in,
+                    login: login.clone(),
+                };
+                credentials::put(&server, session)?;
                 println!("Signed in to {server} as {login}.");
                 return Ok(ExitCode::SUCCESS);
             }
-            _ => bail!("the code expired; run dockhand login again"),
+            DevicePollResponse::Expired => bail!("the code expired; run dockhand login again"),
         }
         if credentials::now() > deadline {
             bail!("the code expired; run dockhand login again");
         }
+    }
+}
+
+/// The server's reason for an error answer.
+async fn refusal(resp: reqwest::Response) -> String {
+    match resp.json::<ErrorResponse>().await {
+        Ok(e) => e.error.message,
+        Err(_) => "no reason given".to_owned(),
     }
 }
 
@@ -92,7 +91,9 @@ pub async fn logout(target: &Target) -> Result<ExitCode> {
     };
     let _ = reqwest::Client::new()
         .post(format!("{server}/auth/logout"))
-        .json(&json!({"refresh_token": session.refresh_token}))
+        .json(&LogoutParams {
+            refresh_token: Some(session.refresh_token),
+        })
         .send()
         .await;
     println!("signed out of {server}");
@@ -113,28 +114,24 @@ pub async fn token(target: &Target, action: TokenAction) -> Result<ExitCode> {
             let req = c
                 .http()
                 .post(format!("{}/api/v1/tokens", c.base()))
-                .json(&json!({"name": name}));
-            let t: Value = c.send("creating a token", req).await?;
-            println!("{}", t["token"].as_str().unwrap_or_default());
+                .json(&CreateTokenParams { name });
+            let t: CreatedToken = c.send("creating a token", req).await?;
+            println!("{}", t.token);
             eprintln!(
                 "This is the only time the token is shown. Use it as DOCKHAND_TOKEN or --token."
             );
         }
         TokenAction::List => {
             let req = c.http().get(format!("{}/api/v1/tokens", c.base()));
-            let list: Value = c.send("listing tokens", req).await?;
+            let list: TokenList = c.send("listing tokens", req).await?;
             println!("{:<6} {:<24} {:<26} LAST USED", "ID", "NAME", "CREATED");
-            for t in list["tokens"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+            for t in list.tokens {
                 println!(
                     "{:<6} {:<24} {:<26} {}",
-                    t["id"],
-                    t["name"].as_str().unwrap_or(""),
-                    t["created_at"].as_str().unwrap_or(""),
-                    t["last_used_at"].as_str().unwrap_or("never")
+                    t.id,
+                    t.name,
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never")
                 );
             }
         }

@@ -68,7 +68,9 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}/auth/refresh", self.base))
-            .json(&serde_json::json!({"refresh_token": session.refresh_token}))
+            .json(&dockhand_protocol::RefreshParams {
+                refresh_token: session.refresh_token.clone(),
+            })
             .send()
             .await
             .with_context(|| format!("refreshing the session: cannot reach {}", self.base))?;
@@ -78,13 +80,11 @@ impl Client {
                 self.base
             );
         }
-        let pair: serde_json::Value = resp.json().await.context("refreshing the session")?;
-        session.access_token = pair["access_token"].as_str().unwrap_or_default().to_owned();
-        session.refresh_token = pair["refresh_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        session.expires_at = crate::credentials::now() + pair["expires_in"].as_u64().unwrap_or(0);
+        let pair: dockhand_protocol::TokenPair =
+            resp.json().await.context("refreshing the session")?;
+        session.access_token = pair.access_token;
+        session.refresh_token = pair.refresh_token;
+        session.expires_at = crate::credentials::now() + pair.expires_in;
         crate::credentials::put(&self.base, session.clone())?;
         Ok(session.access_token.clone())
     }
@@ -169,7 +169,7 @@ impl Client {
     }
 
     pub async fn gc(&self, dry_run: bool) -> Result<dockhand_protocol::GcReport> {
-        let body = serde_json::json!({ "dry_run": dry_run });
+        let body = dockhand_protocol::GcParams { dry_run };
         self.send(
             "collecting garbage",
             self.req(Method::POST, "/api/v1/gc").json(&body),

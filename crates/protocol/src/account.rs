@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 /// What the CLI keeps after signing in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// A short-lived access JWT.
     pub access_token: String,
@@ -15,7 +15,7 @@ pub struct TokenPair {
 }
 
 /// `POST /auth/refresh`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshParams {
     /// The refresh token to spend.
@@ -23,7 +23,7 @@ pub struct RefreshParams {
 }
 
 /// `POST /auth/logout` (the body is optional).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutParams {
     /// Revokes this refresh token's session too.
@@ -32,7 +32,7 @@ pub struct LogoutParams {
 }
 
 /// `POST /auth/token`: a browser signs in with the admin token or an API token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenLoginParams {
     /// The token.
@@ -40,21 +40,21 @@ pub struct TokenLoginParams {
 }
 
 /// The answer to `POST /auth/token`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenLoginResponse {
     /// Who is now signed in.
     pub login: String,
 }
 
 /// `GET /auth/info`: the ways to sign in this server offers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuthInfo {
     /// Whether GitHub sign-in is configured.
     pub github: bool,
 }
 
 /// `POST /auth/device/start`: a code for the person to enter at GitHub.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceStart {
     /// Names this flow in `POST /auth/device/poll`.
     pub handle: String,
@@ -69,7 +69,7 @@ pub struct DeviceStart {
 }
 
 /// `POST /auth/device/poll`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePollParams {
     /// From [`DeviceStart`].
@@ -77,7 +77,7 @@ pub struct DevicePollParams {
 }
 
 /// The answer to one device poll, by `status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DevicePollResponse {
     /// Not approved yet; poll again after the interval.
@@ -99,7 +99,7 @@ pub enum DevicePollResponse {
 }
 
 /// `GET /api/v1/me`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Me {
     /// The login.
     pub login: String,
@@ -110,7 +110,7 @@ pub struct Me {
 }
 
 /// `POST /api/v1/ws-ticket`: a single-use ticket for `?ticket=` on the events WebSocket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WsTicket {
     /// The ticket.
     pub ticket: String,
@@ -119,7 +119,7 @@ pub struct WsTicket {
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenParams {
     /// A name to recognise it by.
@@ -127,7 +127,7 @@ pub struct CreateTokenParams {
 }
 
 /// A personal API token, as listed (without its secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Its id, for `DELETE /api/v1/tokens/{id}`.
     pub id: i64,
@@ -140,7 +140,7 @@ pub struct TokenInfo {
 }
 
 /// The answer to `POST /api/v1/tokens`: the secret, shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Its id.
     pub id: i64,
@@ -153,14 +153,14 @@ pub struct CreatedToken {
 }
 
 /// `GET /api/v1/tokens`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenList {
     /// The caller's tokens.
     pub tokens: Vec<TokenInfo>,
 }
 
 /// A repository the signed-in GitHub user can see.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepoSummary {
     /// `owner/name`.
     pub full_name: String,
@@ -173,7 +173,7 @@ pub struct RepoSummary {
 }
 
 /// `GET /api/v1/repos`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepoList {
     /// Most recently updated first.
     pub repos: Vec<RepoSummary>,

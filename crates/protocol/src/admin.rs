@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 /// `POST /api/v1/gc`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcParams {
     /// List what would go without removing anything.
@@ -13,7 +13,7 @@ pub struct GcParams {
 }
 
 /// One thing `gc` looked at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcItem {
     /// What it is: a path, a container id or an image.
     pub what: String,
@@ -26,7 +26,7 @@ pub struct GcItem {
 }
 
 /// What `gc` did (or would do).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcReport {
     /// Whether anything was actually removed.
     pub dry_run: bool,
@@ -39,7 +39,7 @@ pub struct GcReport {
 }
 
 /// What `POST /webhooks/github` answers: `accepted` or `duplicate`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookAccepted {
     /// `accepted` (handled after the answer) or `duplicate` (seen before).
     pub status: String,

@@ -7,7 +7,7 @@ use crate::Event;
 use crate::Task;
 
 /// `POST /api/v1/tasks`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskParams {
     /// `owner/name`, an `http(s)` git URL, or a local path / `file://` URL.
@@ -26,7 +26,7 @@ pub struct CreateTaskParams {
 }
 
 /// `POST /api/v1/tasks/{id}/messages`: a follow-up.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUpParams {
     /// The follow-up text.
@@ -34,7 +34,7 @@ pub struct FollowUpParams {
 }
 
 /// `GET /api/v1/tasks`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskListResponse {
     /// Tasks, newest first.
     pub tasks: Vec<Task>,
@@ -43,21 +43,21 @@ pub struct TaskListResponse {
 }
 
 /// `GET /api/v1/tasks/{id}/events`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsResponse {
     /// Stored events after the requested seq, in order.
     pub events: Vec<Event>,
 }
 
 /// The body of every error response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorResponse {
     /// The error.
     pub error: ErrorBody,
 }
 
 /// `{"code", "message", "fields"?}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable machine-readable code (`invalid_request`, `unauthorized`, `not_found`, ...).
     pub code: String,
@@ -69,7 +69,7 @@ pub struct ErrorBody {
 }
 
 /// `GET /healthz`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthResponse {
     /// Always `ok` while the coordinator answers.
     pub status: String,
@@ -79,7 +79,18 @@ pub struct HealthResponse {
 }
 
 /// The query of `GET /api/v1/tasks`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListTasksQuery {
     /// Only tasks in this status.
@@ -97,7 +108,18 @@ pub struct ListTasksQuery {
 }
 
 /// The query of `GET /api/v1/tasks/{id}/events`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this seq.

@@ -7,7 +7,7 @@ use crate::TokenUsage;
 
 /// One entry of a task's append-only event log, as stored and as sent:
 /// `{"seq", "kind", "ts", "data"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Per-task sequence number, starting at 1, without gaps.
     pub seq: u64,
@@ -19,7 +19,7 @@ pub struct Event {
 }
 
 /// An event's kind and payload; serialized as `"kind": ..., "data": {...}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum EventBody {
     /// The task changed status.
@@ -87,7 +87,7 @@ impl EventBody {
 }
 
 /// Payload of `status`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusEvent {
     /// The new status.
     pub status: TaskStatus,
@@ -97,7 +97,7 @@ pub struct StatusEvent {
 }
 
 /// Payload of `phase`: one start-up step and how long it took.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhaseEvent {
     /// `clone`, `container`, `setup`, `prepare` or `ready`.
     pub phase: String,
@@ -112,14 +112,14 @@ pub struct PhaseEvent {
 }
 
 /// Payload of `user_message`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserMessageEvent {
     /// The message text.
     pub text: String,
 }
 
 /// Payload of `assistant_text`; it replaces the live `assistant_delta`s of its block.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssistantTextEvent {
     /// The block's text.
     pub text: String,
@@ -128,7 +128,7 @@ pub struct AssistantTextEvent {
 }
 
 /// Payload of `tool_call`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallEvent {
     /// The model's `tool_use` id.
     pub id: String,
@@ -139,7 +139,7 @@ pub struct ToolCallEvent {
 }
 
 /// Payload of `tool_output`: a chunk of a running command's output.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolOutputEvent {
     /// The `tool_use` id the output belongs to.
     pub id: String,
@@ -148,7 +148,7 @@ pub struct ToolOutputEvent {
 }
 
 /// Payload of `tool_result`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolResultEvent {
     /// The `tool_use` id.
     pub id: String,
@@ -166,7 +166,7 @@ pub struct ToolResultEvent {
 }
 
 /// Payload of `retry`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetryEvent {
     /// What failed, in plain words (for example "model API returned 529: Overloaded").
     pub reason: String,
@@ -177,7 +177,7 @@ pub struct RetryEvent {
 }
 
 /// Payload of `usage`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageEvent {
     /// This turn's tokens.
     pub turn: TokenUsage,
@@ -186,7 +186,7 @@ pub struct UsageEvent {
 }
 
 /// Payload of `diff`: what the task's branch changed against its base.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DiffEvent {
     /// The task branch.
     pub branch: String,
@@ -204,14 +204,14 @@ pub struct DiffEvent {
 }
 
 /// Payload of `error`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorEvent {
     /// What went wrong, in plain words.
     pub message: String,
 }
 
 /// Payload of `pull_request`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullRequestEvent {
     /// The PR's web URL.
     pub url: String,

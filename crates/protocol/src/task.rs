@@ -6,7 +6,7 @@ use crate::TaskId;
 /// Where a task is in its life: `queued → provisioning → running → publishing →
 /// succeeded | failed | cancelled`. A finished task that takes a follow-up goes back
 /// to `queued`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Waiting for a free slot.
@@ -107,7 +107,7 @@ impl std::fmt::Display for TaskStatus {
 }
 
 /// The sandbox serving a task, so operators can find its container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SandboxRef {
     /// `docker` or `local`.
     pub backend: String,
@@ -116,7 +116,7 @@ pub struct SandboxRef {
 }
 
 /// Token counts, summed over a task's model turns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     /// Uncached input tokens.
     pub input_tokens: u64,
@@ -149,7 +149,7 @@ impl TokenUsage {
 }
 
 /// A pull request opened for a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullRequestRef {
     /// The PR's web URL.
     pub url: String,
@@ -158,7 +158,7 @@ pub struct PullRequestRef {
 }
 
 /// A task as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// The task's id.
     pub id: TaskId,

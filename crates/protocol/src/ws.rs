@@ -5,7 +5,7 @@ use crate::Event;
 
 /// A message on the events WebSocket, server to client. Durable events carry a
 /// `seq`; live deltas and control messages do not.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum WsMessage {
     /// A committed event.
@@ -18,7 +18,7 @@ pub enum WsMessage {
 
 /// A live text delta: `{"kind":"assistant_delta","after_seq":N,"index":I,"data":{"text":...}}`.
 /// The committed `assistant_text` for the same block replaces it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssistantDelta {
     /// Always `assistant_delta`.
     pub kind: DeltaKind,
@@ -31,7 +31,7 @@ pub struct AssistantDelta {
 }
 
 /// The one kind a delta has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeltaKind {
     /// A streaming text delta.
@@ -39,14 +39,14 @@ pub enum DeltaKind {
 }
 
 /// Payload of a delta.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeltaData {
     /// The new text.
     pub text: String,
 }
 
 /// A control message: `{"control": "...", "after": SEQ, "message": "..."}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ControlMessage {
     /// What happened.
     pub control: ControlKind,
@@ -58,7 +58,7 @@ pub struct ControlMessage {
 }
 
 /// Kinds of control message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlKind {
     /// Stored events are replayed; what follows is live.

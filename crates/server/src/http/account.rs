@@ -23,6 +23,10 @@ use crate::auth::hash_token;
 use crate::services::Services;
 
 /// `GET /api/v1/me`.
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses(
+    (status = 200, description = "Who the caller is", body = Me),
+    (status = 401, description = "No valid credentials", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn me(State(s): State<Arc<Services>>, actor: Actor) -> Json<Me> {
     let github = s.store.github_token(actor.user.id).ok().flatten().is_some();
     Json(Me {
@@ -33,6 +37,11 @@ pub(super) async fn me(State(s): State<Arc<Services>>, actor: Actor) -> Json<Me>
 }
 
 /// `POST /api/v1/tokens {name}`: a personal token, shown once.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "account", request_body = CreateTokenParams, responses(
+    (status = 201, description = "The token, shown once", body = CreatedToken),
+    (status = 400, description = "A bad name", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many tokens made; see Retry-After", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn create_token(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -68,6 +77,9 @@ pub(super) async fn create_token(
 }
 
 /// `GET /api/v1/tokens`: the caller's tokens, without the secrets.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "account", responses(
+    (status = 200, description = "The caller's tokens, without secrets", body = TokenList),
+))]
 pub(super) async fn list_tokens(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -87,6 +99,10 @@ pub(super) async fn list_tokens(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account", params(("id" = i64, Path, description = "The token's id")), responses(
+    (status = 204, description = "Revoked"),
+    (status = 404, description = "No such token of the caller's", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn revoke_token(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -102,6 +118,10 @@ pub(super) async fn revoke_token(
 }
 
 /// `GET /api/v1/repos`: repositories the signed-in GitHub user can see (for suggestions).
+#[utoipa::path(get, path = "/api/v1/repos", tag = "account", responses(
+    (status = 200, description = "Repositories the caller's GitHub account can see; empty without one", body = RepoList),
+    (status = 502, description = "GitHub failed", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn repos(
     State(s): State<Arc<Services>>,
     actor: Actor,

@@ -14,6 +14,10 @@ use crate::services::Services;
 
 /// `POST /api/v1/gc`: removes old workspaces, orphaned containers and stale
 /// environment images (or lists them, with `dry_run`).
+#[utoipa::path(post, path = "/api/v1/gc", tag = "operators", request_body = GcParams, responses(
+    (status = 200, description = "What was removed (or, with dry_run, would be)", body = GcReport),
+    (status = 403, description = "Not an operator", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn gc(
     State(s): State<Arc<Services>>,
     actor: Actor,

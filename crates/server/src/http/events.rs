@@ -34,6 +34,11 @@ const PAGE: usize = 500;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `GET /api/v1/tasks/{id}/events`: a page of stored events, or the stream.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path, description = "The task's id")), params(EventsQuery), responses(
+    (status = 200, description = "Stored events after `after`; with a WebSocket upgrade, the stored events, a `caught_up` control message, then live events and deltas", body = dockhand_protocol::EventsResponse),
+    (status = 101, description = "Switched to the WebSocket"),
+    (status = 404, description = "No such task, or not the caller's", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn events(
     State(state): State<Arc<Services>>,
     actor: Actor,

@@ -13,9 +13,10 @@ use dockhand_protocol::HealthResponse;
 use super::ApiError;
 use crate::services::Services;
 
-const OPENAPI: &str = include_str!("openapi.json");
-
 /// `GET /healthz`: `{"status": "ok"}`, with `warnings` when the start had any.
+#[utoipa::path(get, path = "/healthz", tag = "server", security(()), responses(
+    (status = 200, description = "Serving; `warnings` when the start had any", body = HealthResponse),
+))]
 pub(super) async fn healthz(State(s): State<Arc<Services>>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok".into(),
@@ -24,6 +25,9 @@ pub(super) async fn healthz(State(s): State<Arc<Services>>) -> Json<HealthRespon
 }
 
 /// `GET /metrics`, in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "server", security(()), responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+))]
 pub(super) async fn metrics(State(s): State<Arc<Services>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -32,8 +36,14 @@ pub(super) async fn metrics(State(s): State<Arc<Services>>) -> impl IntoResponse
 }
 
 /// `GET /api/v1/openapi.json`.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", security(()), responses(
+    (status = 200, description = "This document"),
+))]
 pub(super) async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::DOCUMENT.as_str(),
+    )
 }
 
 pub(super) async fn not_found() -> ApiError {

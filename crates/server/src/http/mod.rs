@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod openapi;
 mod sessions;
 mod sign_in;
 mod tasks;

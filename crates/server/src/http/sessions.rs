@@ -29,6 +29,11 @@ use crate::auth::TICKET_TTL;
 use crate::services::Services;
 
 /// `POST /auth/refresh`: spends a refresh token for a new pair.
+#[utoipa::path(post, path = "/auth/refresh", tag = "sign-in", security(()), request_body = RefreshParams, responses(
+    (status = 200, description = "A new pair; the refresh token is spent", body = TokenPair),
+    (status = 401, description = "Unknown, spent (the session is then revoked) or expired", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many attempts", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn refresh(
     State(s): State<Arc<Services>>,
     ClientIp(ip): ClientIp,
@@ -40,6 +45,10 @@ pub(super) async fn refresh(
 
 /// `POST /auth/logout`: revokes the session of the cookie, the bearer JWT, or
 /// the given refresh token; 204 when one was live.
+#[utoipa::path(post, path = "/auth/logout", tag = "sign-in", security(()), request_body(content = Option<LogoutParams>, description = "Optional"), responses(
+    (status = 204, description = "A session was revoked"),
+    (status = 200, description = "No live session was named"),
+))]
 pub(super) async fn logout(
     State(s): State<Arc<Services>>,
     headers: HeaderMap,
@@ -70,6 +79,11 @@ pub(super) async fn logout(
 }
 
 /// `POST /auth/token {token}`: a browser signs in with the admin token or an API token.
+#[utoipa::path(post, path = "/auth/token", tag = "sign-in", security(()), request_body = TokenLoginParams, responses(
+    (status = 200, description = "Signed in: the session cookie is set", body = TokenLoginResponse),
+    (status = 401, description = "Invalid or revoked token", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many attempts", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn token_login(
     State(s): State<Arc<Services>>,
     ClientIp(ip): ClientIp,
@@ -82,6 +96,9 @@ pub(super) async fn token_login(
 }
 
 /// `GET /auth/info`: which ways to sign in this server offers, for the web UI.
+#[utoipa::path(get, path = "/auth/info", tag = "sign-in", security(()), responses(
+    (status = 200, description = "The ways to sign in", body = AuthInfo),
+))]
 pub(super) async fn info(State(s): State<Arc<Services>>) -> Json<AuthInfo> {
     Json(AuthInfo {
         github: s.sign_in().is_some(),
@@ -90,6 +107,11 @@ pub(super) async fn info(State(s): State<Arc<Services>>) -> Json<AuthInfo> {
 
 /// `POST /api/v1/ws-ticket`: a 60-second, single-use ticket for `?ticket=` on
 /// the events WebSocket.
+#[utoipa::path(post, path = "/api/v1/ws-ticket", tag = "account", responses(
+    (status = 200, description = "A single-use ticket for `?ticket=` on the events WebSocket", body = WsTicket),
+    (status = 401, description = "No valid credentials", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many tickets outstanding", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn ws_ticket(
     State(s): State<Arc<Services>>,
     actor: Actor,

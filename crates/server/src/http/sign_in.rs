@@ -51,6 +51,11 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /auth/github/login[?login=]`: off to GitHub with a fresh `state`.
+#[utoipa::path(get, path = "/auth/github/login", tag = "sign-in", security(()), params(("login" = Option<String>, Query, description = "A GitHub login to suggest")), responses(
+    (status = 303, description = "Off to GitHub"),
+    (status = 404, description = "GitHub sign-in is not configured", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many sign-ins from here", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn login(
     State(s): State<Arc<Services>>,
     ClientIp(ip): ClientIp,
@@ -74,6 +79,11 @@ pub(super) struct CallbackQuery {
 }
 
 /// `GET /auth/github/callback`: checks `state`, exchanges the code, admits the user.
+#[utoipa::path(get, path = "/auth/github/callback", tag = "sign-in", security(()), responses(
+    (status = 303, description = "Signed in; back to the app"),
+    (status = 400, description = "A stale or foreign sign-in link (an HTML page)"),
+    (status = 403, description = "Not allowed to sign in here (an HTML page)"),
+))]
 pub(super) async fn callback(
     State(s): State<Arc<Services>>,
     headers: HeaderMap,
@@ -124,6 +134,11 @@ pub(super) async fn callback(
 }
 
 /// `POST /auth/device/start`: a code for the person to enter at GitHub.
+#[utoipa::path(post, path = "/auth/device/start", tag = "sign-in", security(()), responses(
+    (status = 200, description = "A code to enter at GitHub", body = DeviceStart),
+    (status = 404, description = "GitHub sign-in is not configured", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many sign-ins from here", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn device_start(
     State(s): State<Arc<Services>>,
     ClientIp(ip): ClientIp,
@@ -132,6 +147,10 @@ pub(super) async fn device_start(
 }
 
 /// `POST /auth/device/poll {handle}`: asks GitHub once; the caller keeps the pace.
+#[utoipa::path(post, path = "/auth/device/poll", tag = "sign-in", security(()), request_body = DevicePollParams, responses(
+    (status = 200, description = "Pending, slow down, expired, or signed in", body = DevicePollResponse),
+    (status = 403, description = "Not allowed to sign in here", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn device_poll(
     State(s): State<Arc<Services>>,
     ApiJson(p): ApiJson<DevicePollParams>,

@@ -31,6 +31,14 @@ pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 }
 
 /// `POST /api/v1/tasks`.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = CreateTaskParams, responses(
+    (status = 201, description = "Queued", body = Task),
+    (status = 400, description = "Invalid input; `fields` names each bad field", body = dockhand_protocol::ErrorResponse),
+    (status = 401, description = "No valid credentials", body = dockhand_protocol::ErrorResponse),
+    (status = 413, description = "The prompt or body is too large", body = dockhand_protocol::ErrorResponse),
+    (status = 415, description = "The body is not JSON", body = dockhand_protocol::ErrorResponse),
+    (status = 429, description = "Too many tasks; see Retry-After", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn create(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -42,6 +50,11 @@ pub(super) async fn create(
 }
 
 /// `GET /api/v1/tasks`.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListTasksQuery), responses(
+    (status = 200, description = "The caller's tasks (everyone's for an operator), newest first", body = TaskListResponse),
+    (status = 400, description = "A bad status, cursor or limit", body = dockhand_protocol::ErrorResponse),
+    (status = 401, description = "No valid credentials", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn list(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -55,6 +68,10 @@ pub(super) async fn list(
 }
 
 /// `GET /api/v1/tasks/{id}`.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task's id")), responses(
+    (status = 200, description = "The task", body = Task),
+    (status = 404, description = "No such task, or not the caller's", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn show(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -64,6 +81,12 @@ pub(super) async fn show(
 }
 
 /// `POST /api/v1/tasks/{id}/messages`.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/messages", tag = "tasks", params(("id" = String, Path, description = "The task's id")), request_body = FollowUpParams, responses(
+    (status = 202, description = "Delivered to the running task, or the finished task is queued again", body = Task),
+    (status = 400, description = "Blank text", body = dockhand_protocol::ErrorResponse),
+    (status = 404, description = "No such task, or not the caller's", body = dockhand_protocol::ErrorResponse),
+    (status = 413, description = "The text is too large", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn follow_up(
     State(s): State<Arc<Services>>,
     actor: Actor,
@@ -75,6 +98,11 @@ pub(super) async fn follow_up(
 }
 
 /// `POST /api/v1/tasks/{id}/cancel`.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "The task's id")), responses(
+    (status = 202, description = "Cancelled (queued) or being stopped (running)", body = Task),
+    (status = 404, description = "No such task, or not the caller's", body = dockhand_protocol::ErrorResponse),
+    (status = 409, description = "The task already finished", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn cancel(
     State(s): State<Arc<Services>>,
     actor: Actor,

@@ -34,6 +34,12 @@ fn verify(secret: &str, body: &[u8], header: Option<&str>) -> bool {
 }
 
 /// `POST /webhooks/github`.
+#[utoipa::path(post, path = "/webhooks/github", tag = "github", security(()), request_body(content = String, description = "A GitHub webhook payload, signed with X-Hub-Signature-256"), responses(
+    (status = 202, description = "Accepted; handled after the answer", body = WebhookAccepted),
+    (status = 200, description = "A delivery seen before", body = WebhookAccepted),
+    (status = 401, description = "A missing or wrong signature", body = dockhand_protocol::ErrorResponse),
+    (status = 404, description = "Webhooks are not configured", body = dockhand_protocol::ErrorResponse),
+))]
 pub(super) async fn github(
     State(state): State<Arc<Services>>,
     headers: HeaderMap,
