@@ -36,16 +36,6 @@ pub(super) async fn metrics(State(s): State<Arc<Services>>) -> impl IntoResponse
 }
 
 /// `GET /api/v1/openapi.json`.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", security(()), responses(
-    (status = 200, description = "This document"),
-))]
-pub(super) async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        super::openapi::DOCUMENT.as_str(),
-    )
-}
-
 pub(super) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }

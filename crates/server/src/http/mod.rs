@@ -34,7 +34,7 @@ pub fn router(services: Arc<Services>) -> Router {
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .route("/api/v1/openapi.json", get(health::openapi))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/api/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/api/v1/tasks/{id}", get(tasks::show))
         .route("/api/v1/tasks/{id}/messages", post(tasks::follow_up))

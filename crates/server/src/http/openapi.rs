@@ -3,6 +3,9 @@
 
 use std::sync::LazyLock;
 
+use axum::http::header;
+use axum::response::IntoResponse;
+
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::HttpMethod;
@@ -34,7 +37,7 @@ const OPERATOR_ONLY: &[(&str, HttpMethod)] = &[("/api/v1/gc", HttpMethod::Post)]
                        {\"error\": {\"code\", \"message\", \"fields\"?}}."
     ),
     paths(
-        health::healthz, health::metrics, health::openapi,
+        health::healthz, health::metrics, openapi,
         tasks::create, tasks::list, tasks::show, tasks::follow_up, tasks::cancel,
         events::events, admin::gc,
         account::me, account::create_token, account::list_tokens, account::revoke_token,
@@ -98,3 +101,14 @@ pub(super) static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"the OpenAPI document failed: {e}\"}}"))
 });
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", security(()), responses(
+    (status = 200, description = "This document"),
+))]
+pub(super) async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+}
