@@ -19,6 +19,7 @@ use dockhand_protocol::EventBody;
 use dockhand_protocol::RetryEvent;
 use dockhand_protocol::TaskId;
 use dockhand_sandbox::Sandbox;
+use dockhand_store::MessageRole;
 use dockhand_store::Store;
 use dockhand_store::StoreError;
 use dockhand_store::ToolCallResult;
@@ -83,14 +84,12 @@ impl Conversation {
     fn load(store: &Store, task: &TaskId) -> Result<Self, AgentError> {
         let mut messages = Vec::new();
         for m in store.messages(task)? {
-            let role = match m.role.as_str() {
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                other => return Err(StoreError::Corrupt(format!("message role {other}")).into()),
-            };
             let content: Vec<ContentBlock> =
                 serde_json::from_str(&m.content).map_err(StoreError::from)?;
-            messages.push(Message { role, content });
+            messages.push(Message {
+                role: model_role(m.role),
+                content,
+            });
         }
         Ok(Conversation { messages })
     }
@@ -102,10 +101,7 @@ impl Conversation {
         consumed: Vec<i64>,
         events: Vec<EventBody>,
     ) -> Result<(), AgentError> {
-        let role = match msg.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
+        let role = stored_role(msg.role);
         let content = serde_json::to_string(&msg.content).map_err(StoreError::from)?;
         let idx = self.messages.len() as u32;
         ctx.store
@@ -133,13 +129,40 @@ impl Conversation {
     }
 }
 
-fn tool_uses(content: &[ContentBlock]) -> Vec<(String, String, Value)> {
+fn model_role(role: MessageRole) -> Role {
+    match role {
+        MessageRole::User => Role::User,
+        MessageRole::Assistant => Role::Assistant,
+    }
+}
+
+fn stored_role(role: Role) -> MessageRole {
+    match role {
+        Role::User => MessageRole::User,
+        Role::Assistant => MessageRole::Assistant,
+    }
+}
+
+/// A tool call the model wrote.
+#[derive(Clone, Debug, PartialEq)]
+struct ToolUse {
+    /// The `tool_use` id its result must name.
+    id: String,
+    /// Tool name.
+    name: String,
+    /// Tool input.
+    input: Value,
+}
+
+fn tool_uses(content: &[ContentBlock]) -> Vec<ToolUse> {
     content
         .iter()
         .filter_map(|b| match b {
-            ContentBlock::ToolUse { id, name, input } => {
-                Some((id.clone(), name.clone(), input.clone()))
-            }
+            ContentBlock::ToolUse { id, name, input } => Some(ToolUse {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            }),
             _ => None,
         })
         .collect()
@@ -326,11 +349,11 @@ fn result_block(id: String, outcome: &ToolOutcome) -> ContentBlock {
 async fn run_tools(
     ctx: &AgentCtx,
     tools: &mut Tools,
-    calls: Vec<(String, String, Value)>,
+    calls: Vec<ToolUse>,
 ) -> Result<(Vec<ContentBlock>, bool), AgentError> {
     let mut results = Vec::with_capacity(calls.len());
     let mut cancelled = false;
-    for (id, name, input) in calls {
+    for ToolUse { id, name, input } in calls {
         if cancelled || ctx.cancel.is_cancelled() {
             cancelled = true;
             let outcome = ToolOutcome::error("not run: the task was cancelled");
@@ -342,7 +365,7 @@ async fn run_tools(
             .await?;
         let started = Instant::now();
         let mut out = OutputStreamer::new(
-            Some(ctx.store.clone()),
+            ctx.store.clone(),
             ctx.task.clone(),
             id.clone(),
             ctx.config.tools.stream_cap,
@@ -385,12 +408,13 @@ async fn run_tools(
 async fn recover_tool_results(
     ctx: &AgentCtx,
     tools: &mut Tools,
-    calls: Vec<(String, String, Value)>,
+    calls: Vec<ToolUse>,
 ) -> Result<(Vec<ContentBlock>, bool), AgentError> {
     let rows = ctx.store.tool_calls(&ctx.task)?;
     let mut results = Vec::with_capacity(calls.len());
     let mut not_started = Vec::new();
-    for (id, name, input) in calls {
+    for call in calls {
+        let id = call.id.clone();
         match rows.iter().find(|r| r.tool_use_id == id) {
             Some(row) if row.state == ToolCallState::Done => {
                 let outcome = ToolOutcome {
@@ -429,7 +453,7 @@ async fn recover_tool_results(
                 results.push((id, Some(outcome)));
             }
             None => {
-                not_started.push((id.clone(), name, input));
+                not_started.push(call);
                 results.push((id, None));
             }
         }

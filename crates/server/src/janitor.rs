@@ -240,8 +240,8 @@ pub async fn gc(deps: &Services, dry_run: bool) -> GcReport {
             for img in images {
                 let last = uses
                     .iter()
-                    .find(|(name, _)| *name == img.image)
-                    .map(|(_, ms)| *ms)
+                    .find(|u| u.image == img.image)
+                    .map(|u| u.last_used)
                     .or_else(|| {
                         img.last_used
                             .or(Some(img.created))

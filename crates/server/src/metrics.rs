@@ -17,8 +17,8 @@ pub(crate) fn render(state: &Services) -> String {
     for status in TaskStatus::ALL {
         let n = counts
             .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n);
+            .find(|c| c.status == status)
+            .map_or(0, |c| c.tasks);
         let _ = writeln!(out, "dockhand_tasks{{status=\"{status}\"}} {n}");
     }
     for (name, kind, help, value) in counters(state) {

@@ -140,8 +140,8 @@ impl Services {
 
     /// A user's stored GitHub token, decrypted, if they signed in with GitHub.
     pub fn user_token(&self, user_id: i64) -> Option<String> {
-        let (sealed, _) = self.store.github_token(user_id).ok().flatten()?;
-        self.keys.open(&sealed)
+        let token = self.store.github_token(user_id).ok().flatten()?;
+        self.keys.open(&token.sealed)
     }
 
     /// GitHub, when sign-in with it is configured.

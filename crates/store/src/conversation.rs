@@ -11,14 +11,36 @@ use serde_json::Value;
 use crate::Result;
 use crate::Store;
 use crate::StoreError;
+use crate::column::text_column;
+
+/// Who wrote a stored message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageRole {
+    /// The person, or tool results.
+    User,
+    /// The model.
+    Assistant,
+}
+
+text_column!(MessageRole {
+    User => "user",
+    Assistant => "assistant",
+});
+
+/// As the stored text, which is also how the Messages API spells roles.
+impl serde::Serialize for MessageRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// One stored message: the role and the content blocks as JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredMessage {
     /// Position in the conversation, from 0.
     pub idx: u32,
-    /// `user` or `assistant`.
-    pub role: String,
+    /// Who wrote it.
+    pub role: MessageRole,
     /// The content blocks, as a JSON array.
     pub content: String,
 }
@@ -40,6 +62,11 @@ pub enum ToolCallState {
     /// Ended with a result.
     Done,
 }
+
+text_column!(ToolCallState {
+    Running => "running",
+    Done => "done",
+});
 
 /// A stored tool call.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,13 +147,12 @@ impl Store {
         &self,
         task: &TaskId,
         idx: u32,
-        role: &str,
+        role: MessageRole,
         content: String,
         consumed: Vec<i64>,
         events: Vec<EventBody>,
     ) -> Result<()> {
         let task = task.clone();
-        let role = role.to_owned();
         self.transact(move |ctx| {
             ctx.conn().execute(
                 "INSERT INTO messages (task_id, idx, role, content, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -160,8 +186,15 @@ impl Store {
         self.transact(move |ctx| {
             ctx.conn().execute(
                 "INSERT INTO tool_calls (task_id, tool_use_id, name, input, state, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-                params![task.as_str(), id, name, input.to_string(), ctx.now()],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    task.as_str(),
+                    id,
+                    name,
+                    input.to_string(),
+                    ToolCallState::Running,
+                    ctx.now()
+                ],
             )?;
             ctx.emit(
                 &task,
@@ -177,11 +210,12 @@ impl Store {
         let task = task.clone();
         self.transact(move |ctx| {
             let changed = ctx.conn().execute(
-                "UPDATE tool_calls SET state = 'done', output = ?3, is_error = ?4, exit_code = ?5, finished_at = ?6 \
+                "UPDATE tool_calls SET state = ?3, output = ?4, is_error = ?5, exit_code = ?6, finished_at = ?7 \
                  WHERE task_id = ?1 AND tool_use_id = ?2",
                 params![
                     task.as_str(),
                     result.tool_use_id,
+                    ToolCallState::Done,
                     result.output,
                     result.is_error,
                     result.exit_code,
@@ -216,18 +250,13 @@ impl Store {
             )?;
             let rows = stmt.query_map([task.as_str()], |r| {
                 let input: String = r.get(2)?;
-                let state: String = r.get(3)?;
                 Ok((
                     input,
                     ToolCallRow {
                         tool_use_id: r.get(0)?,
                         name: r.get(1)?,
                         input: Value::Null,
-                        state: if state == "done" {
-                            ToolCallState::Done
-                        } else {
-                            ToolCallState::Running
-                        },
+                        state: r.get(3)?,
                         output: r.get(4)?,
                         is_error: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
                         exit_code: r.get(6)?,

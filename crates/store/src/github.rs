@@ -10,9 +10,19 @@ use crate::Result;
 use crate::Store;
 use crate::TaskRow;
 use crate::User;
+use crate::UserRole;
 use crate::tasks::COLUMNS;
 use crate::tasks::row_to_task;
 use crate::users::user_from_row;
+
+/// Who a user is, for speaking of them on GitHub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserIdentity {
+    /// Their login.
+    pub login: String,
+    /// Their GitHub account id; `None` for local users.
+    pub github_id: Option<i64>,
+}
 
 impl Store {
     /// Records a task's pull request, with its `pull_request` event.
@@ -112,12 +122,17 @@ impl Store {
     }
 
     /// A user's login and GitHub id.
-    pub fn user_identity(&self, user_id: i64) -> Result<Option<(String, Option<i64>)>> {
+    pub fn user_identity(&self, user_id: i64) -> Result<Option<UserIdentity>> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT login, github_id FROM users WHERE id = ?1",
                 [user_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(UserIdentity {
+                        login: r.get(0)?,
+                        github_id: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
         })
@@ -127,8 +142,8 @@ impl Store {
     pub fn operator_with_github_token(&self) -> Result<Option<i64>> {
         self.read(|c| {
             Ok(c.query_row(
-                "SELECT id FROM users WHERE role = 'operator' AND github_token IS NOT NULL ORDER BY last_login_at DESC LIMIT 1",
-                [],
+                "SELECT id FROM users WHERE role = ?1 AND github_token IS NOT NULL ORDER BY last_login_at DESC LIMIT 1",
+                [UserRole::Operator],
                 |r| r.get(0),
             )
             .optional()?)

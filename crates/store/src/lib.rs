@@ -5,6 +5,7 @@
 //! own sequence numbers, and publishes committed events in order. Reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
+mod column;
 mod conversation;
 mod error;
 mod events;
@@ -29,11 +30,14 @@ pub use conversation::*;
 pub use error::StoreError;
 pub use events::Committed;
 pub use events::Publish;
+pub use github::UserIdentity;
 pub use sessions::Refresh;
+pub use sessions::SessionKind;
 pub use tasks::*;
 pub use time::now_ms;
 pub use time::rfc3339;
 pub use users::*;
+pub use workspaces::EnvImageUse;
 pub use writer::WriterStats;
 
 /// Result alias for this crate.
@@ -260,5 +264,7 @@ fn open_conn(path: &Path, sync: Synchronous, read_only: bool) -> Result<Connecti
     Ok(conn)
 }
 
+#[cfg(test)]
+mod stored_text_tests;
 #[cfg(test)]
 mod tests;

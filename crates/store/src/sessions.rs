@@ -9,7 +9,22 @@ use rusqlite::params;
 use crate::Result;
 use crate::Store;
 use crate::User;
+use crate::column::text_column;
 use crate::users::user_from_row;
+
+/// How a session's holder proves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A browser, by cookie.
+    Web,
+    /// The CLI, by access JWTs and rotating refresh tokens.
+    Cli,
+}
+
+text_column!(SessionKind {
+    Web => "web",
+    Cli => "cli",
+});
 
 /// What a refresh did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,12 +49,11 @@ impl Store {
         &self,
         id: String,
         user_id: i64,
-        kind: &str,
+        kind: SessionKind,
         cookie_hash: Option<String>,
         refresh_hash: Option<String>,
         expires_at: i64,
     ) -> Result<String> {
-        let kind = kind.to_owned();
         self.transact(move |ctx| {
             let now = ctx.now();
             ctx.conn().execute(

@@ -265,6 +265,15 @@ pub(crate) fn transition(
     Ok(true)
 }
 
+/// How many tasks are in one status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    /// The status.
+    pub status: TaskStatus,
+    /// Tasks in it.
+    pub tasks: u64,
+}
+
 /// What a follow-up did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FollowUpOutcome {
@@ -392,7 +401,7 @@ impl Store {
     }
 
     /// How many tasks are in each status.
-    pub fn count_by_status(&self) -> Result<Vec<(TaskStatus, u64)>> {
+    pub fn count_by_status(&self) -> Result<Vec<StatusCount>> {
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
@@ -400,8 +409,11 @@ impl Store {
             let mut out = Vec::new();
             for row in rows {
                 let (s, n) = row?;
-                if let Some(s) = TaskStatus::parse(&s) {
-                    out.push((s, n as u64));
+                if let Some(status) = TaskStatus::parse(&s) {
+                    out.push(StatusCount {
+                        status,
+                        tasks: n as u64,
+                    });
                 }
             }
             Ok(out)

@@ -187,7 +187,7 @@ async fn conversation_and_tool_calls_round_trip() {
         .append_message(
             &t.id,
             0,
-            "user",
+            MessageRole::User,
             r#"[{"type":"text","text":"p"}]"#.into(),
             vec![inbox[0].id],
             vec![],
@@ -250,7 +250,7 @@ async fn conversation_and_tool_calls_round_trip() {
     assert_eq!(calls[0].input["command"], "ls");
     let msgs = store.messages(&t.id).unwrap();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].role, "user");
+    assert_eq!(msgs[0].role, MessageRole::User);
 }
 
 #[tokio::test]
@@ -336,7 +336,14 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session() {
         .unwrap();
     let far = now_ms() + 60_000;
     store
-        .create_session("s1".into(), u.id, "cli", None, Some("r1".into()), far)
+        .create_session(
+            "s1".into(),
+            u.id,
+            SessionKind::Cli,
+            None,
+            Some("r1".into()),
+            far,
+        )
         .await
         .unwrap();
     assert!(store.live_session("s1", now_ms()).unwrap().is_some());
@@ -391,7 +398,7 @@ async fn cookie_sessions_expire_and_revoke() {
         .create_session(
             "w1".into(),
             u.id,
-            "web",
+            SessionKind::Web,
             Some("c1".into()),
             None,
             now_ms() + 1_000,
@@ -466,7 +473,7 @@ async fn deliveries_dedupe_by_id_and_body_and_old_state_is_pruned() {
             .create_session(
                 id.into(),
                 u.id,
-                "cli",
+                SessionKind::Cli,
                 None,
                 Some(format!("r-{id}")),
                 expires,

@@ -5,6 +5,7 @@ use rusqlite::params;
 
 use crate::Result;
 use crate::Store;
+use crate::column::text_column;
 
 /// What a user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,22 +16,10 @@ pub enum UserRole {
     Operator,
 }
 
-impl UserRole {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            UserRole::User => "user",
-            UserRole::Operator => "operator",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> UserRole {
-        if s == "operator" {
-            UserRole::Operator
-        } else {
-            UserRole::User
-        }
-    }
-}
+text_column!(UserRole {
+    User => "user",
+    Operator => "operator",
+});
 
 /// A user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +37,7 @@ pub(crate) fn user_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Resul
     Ok(User {
         id: r.get(at)?,
         login: r.get(at + 1)?,
-        role: UserRole::parse(&r.get::<_, String>(at + 2)?),
+        role: r.get(at + 2)?,
     })
 }
 
@@ -74,13 +63,18 @@ pub enum TokenKind {
     Personal,
 }
 
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Admin => "admin",
-            TokenKind::Personal => "personal",
-        }
-    }
+text_column!(TokenKind {
+    Admin => "admin",
+    Personal => "personal",
+});
+
+/// A user's GitHub token as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGitHubToken {
+    /// The token, encrypted by the coordinator's keys.
+    pub sealed: String,
+    /// The scopes GitHub granted, as GitHub listed them (empty when unknown).
+    pub scopes: String,
 }
 
 impl Store {
@@ -90,18 +84,14 @@ impl Store {
         self.transact(move |ctx| {
             ctx.conn().execute(
                 "INSERT INTO users (login, role, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (login) DO NOTHING",
-                params![login, role.as_str(), ctx.now()],
+                params![login, role, ctx.now()],
             )?;
-            let (id, role): (i64, String) = ctx.conn().query_row(
+            let (id, role) = ctx.conn().query_row(
                 "SELECT id, role FROM users WHERE login = ?1",
                 [&login],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            Ok(User {
-                id,
-                login,
-                role: UserRole::parse(&role),
-            })
+            Ok(User { id, login, role })
         })
         .await
     }
@@ -118,7 +108,7 @@ impl Store {
         self.transact(move |ctx| {
             ctx.conn().execute(
                 "INSERT INTO api_tokens (user_id, name, kind, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![user_id, name, kind.as_str(), hash, ctx.now()],
+                params![user_id, name, kind, hash, ctx.now()],
             )?;
             Ok(ctx.conn().last_insert_rowid())
         })
@@ -130,7 +120,7 @@ impl Store {
         self.transact(move |ctx| {
             ctx.conn().execute(
                 "UPDATE api_tokens SET revoked_at = ?2 WHERE kind = ?1 AND revoked_at IS NULL",
-                params![kind.as_str(), ctx.now()],
+                params![kind, ctx.now()],
             )?;
             Ok(())
         })
@@ -142,7 +132,7 @@ impl Store {
         self.read(|c| {
             let n: i64 = c.query_row(
                 "SELECT COUNT(*) FROM api_tokens WHERE kind = ?1 AND revoked_at IS NULL",
-                [kind.as_str()],
+                [kind],
                 |r| r.get(0),
             )?;
             Ok(n > 0)
@@ -192,14 +182,14 @@ impl Store {
                 Some(id) => {
                     ctx.conn().execute(
                         "UPDATE users SET login = ?2, role = ?3 WHERE id = ?1",
-                        params![id, login, role.as_str()],
+                        params![id, login, role],
                     )?;
                     id
                 }
                 None => {
                     ctx.conn().execute(
                         "INSERT INTO users (login, github_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![login, github_id, role.as_str(), now],
+                        params![login, github_id, role, now],
                     )?;
                     ctx.conn().last_insert_rowid()
                 }
@@ -227,12 +217,17 @@ impl Store {
     }
 
     /// A user's encrypted GitHub token and its scopes.
-    pub fn github_token(&self, user_id: i64) -> Result<Option<(String, String)>> {
+    pub fn github_token(&self, user_id: i64) -> Result<Option<StoredGitHubToken>> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT github_token, COALESCE(github_scopes, '') FROM users WHERE id = ?1 AND github_token IS NOT NULL",
                 [user_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(StoredGitHubToken {
+                        sealed: r.get(0)?,
+                        scopes: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
         })
@@ -243,9 +238,9 @@ impl Store {
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, name, created_at, last_used_at FROM api_tokens \
-                 WHERE user_id = ?1 AND kind = 'personal' AND revoked_at IS NULL ORDER BY id DESC",
+                 WHERE user_id = ?1 AND kind = ?2 AND revoked_at IS NULL ORDER BY id DESC",
             )?;
-            let rows = stmt.query_map([user_id], |r| {
+            let rows = stmt.query_map(params![user_id, TokenKind::Personal], |r| {
                 Ok(TokenInfo {
                     id: r.get(0)?,
                     name: r.get(1)?,
@@ -261,8 +256,8 @@ impl Store {
     pub async fn revoke_token(&self, user_id: i64, token_id: i64) -> Result<bool> {
         self.transact(move |ctx| {
             let n = ctx.conn().execute(
-                "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND kind = 'personal' AND revoked_at IS NULL",
-                params![token_id, user_id, ctx.now()],
+                "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND kind = ?4 AND revoked_at IS NULL",
+                params![token_id, user_id, ctx.now(), TokenKind::Personal],
             )?;
             Ok(n > 0)
         })

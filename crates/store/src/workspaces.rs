@@ -10,6 +10,15 @@ use crate::TaskRow;
 use crate::tasks::COLUMNS;
 use crate::tasks::row_to_task;
 
+/// When an environment image was last used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvImageUse {
+    /// The image reference.
+    pub image: String,
+    /// Last used, ms.
+    pub last_used: i64,
+}
+
 impl Store {
     /// Records the workspace directory and the repository's environment (JSON).
     pub async fn set_workspace(
@@ -93,10 +102,15 @@ impl Store {
     }
 
     /// When each environment image was last used, ms.
-    pub fn env_image_uses(&self) -> Result<Vec<(String, i64)>> {
+    pub fn env_image_uses(&self) -> Result<Vec<EnvImageUse>> {
         self.read(|c| {
             let mut stmt = c.prepare("SELECT image, last_used FROM env_images")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(EnvImageUse {
+                    image: r.get(0)?,
+                    last_used: r.get(1)?,
+                })
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }

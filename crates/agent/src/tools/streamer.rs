@@ -10,7 +10,7 @@ use crate::output::Utf8Carry;
 /// Turns a command's output into `tool_output` events: coalesced (at most one
 /// event per `FLUSH_BYTES` or per flush tick) and capped per call.
 pub struct OutputStreamer {
-    store: Option<Store>,
+    store: Store,
     task: TaskId,
     tool_use_id: String,
     utf8: Utf8Carry,
@@ -27,8 +27,8 @@ const FLUSH_BYTES: usize = 8 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 impl OutputStreamer {
-    /// A streamer for one tool call; `store: None` discards output (tests, internal commands).
-    pub fn new(store: Option<Store>, task: TaskId, tool_use_id: String, cap: usize) -> Self {
+    /// A streamer for one tool call.
+    pub fn new(store: Store, task: TaskId, tool_use_id: String, cap: usize) -> Self {
         OutputStreamer {
             store,
             task,
@@ -70,14 +70,12 @@ impl OutputStreamer {
             self.capped = true;
         }
         self.streamed += text.len();
-        if let Some(store) = &self.store {
-            let body = EventBody::ToolOutput(ToolOutputEvent {
-                id: self.tool_use_id.clone(),
-                text,
-            });
-            if let Err(e) = store.append(&self.task, body) {
-                tracing::warn!(error = %e, "dropping tool output event");
-            }
+        let body = EventBody::ToolOutput(ToolOutputEvent {
+            id: self.tool_use_id.clone(),
+            text,
+        });
+        if let Err(e) = self.store.append(&self.task, body) {
+            tracing::warn!(error = %e, "dropping tool output event");
         }
     }
 

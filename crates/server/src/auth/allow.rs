@@ -5,6 +5,7 @@
 
 use dockhand_forge::github::GitHubClient;
 use dockhand_store::User;
+use dockhand_store::UserIdentity;
 
 use super::AuthError;
 use crate::services::Services;
@@ -64,7 +65,11 @@ pub(crate) async fn may_sign_in(
 /// At every request: a GitHub user must still be allowed. Local users (the
 /// admin, tokens made under local auth) have no GitHub identity and pass.
 pub(crate) async fn still_allowed(state: &Services, user: &User) -> Result<(), AuthError> {
-    let Some((login, Some(_github_id))) = state.store.user_identity(user.id)? else {
+    let Some(UserIdentity {
+        login,
+        github_id: Some(_),
+    }) = state.store.user_identity(user.id)?
+    else {
         return Ok(());
     };
     let refused = || {

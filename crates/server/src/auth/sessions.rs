@@ -3,6 +3,7 @@
 
 use dockhand_protocol::TokenPair;
 use dockhand_store::Refresh;
+use dockhand_store::SessionKind;
 use dockhand_store::User;
 
 use super::AuthError;
@@ -31,7 +32,14 @@ pub(crate) async fn issue_cli_session(
     let refresh_hash = Some(hash_token(&refresh));
     services
         .store
-        .create_session(sid.clone(), user.id, "cli", None, refresh_hash, expires)
+        .create_session(
+            sid.clone(),
+            user.id,
+            SessionKind::Cli,
+            None,
+            refresh_hash,
+            expires,
+        )
         .await?;
     Ok(TokenPair {
         access_token: access_token(services, user.id, &sid),
@@ -62,7 +70,14 @@ pub(crate) async fn start_web_session(
     let cookie_hash = Some(hash_token(&value));
     services
         .store
-        .create_session(session_id(), user.id, "web", cookie_hash, None, expires)
+        .create_session(
+            session_id(),
+            user.id,
+            SessionKind::Web,
+            cookie_hash,
+            None,
+            expires,
+        )
         .await?;
     let secure = if services.config.public_url().starts_with("https://") {
         "; Secure"

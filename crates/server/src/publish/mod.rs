@@ -17,6 +17,7 @@ use dockhand_protocol::DiffEvent;
 use dockhand_protocol::EventBody;
 use dockhand_sandbox::Sandbox;
 use dockhand_store::TaskRow;
+use dockhand_store::UserIdentity;
 
 use crate::services::Services;
 
@@ -40,7 +41,11 @@ fn message(s: &Services, task: &TaskRow, summary: &str) -> String {
     let mut message = format!("{}\n\n", task.title);
     message.push_str(&crate::text::clip(summary.trim(), 8000));
     message.push_str(&format!("\n\nDockhand-Task: {}\n", task.id));
-    if let Ok(Some((login, Some(id)))) = s.store.user_identity(task.user_id) {
+    if let Ok(Some(UserIdentity {
+        login,
+        github_id: Some(id),
+    })) = s.store.user_identity(task.user_id)
+    {
         message.push_str(&format!(
             "Co-authored-by: {login} <{id}+{login}@users.noreply.github.com>\n"
         ));
