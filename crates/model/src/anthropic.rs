@@ -67,23 +67,6 @@ impl AnthropicConfig {
             idle_timeout: Duration::from_secs(300),
         }
     }
-
-    /// Reads `ANTHROPIC_API_KEY` (required) and `ANTHROPIC_BASE_URL`.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let api_key = lookup("ANTHROPIC_API_KEY")
-            .filter(|key| !key.trim().is_empty())
-            .ok_or_else(|| ModelError::Config("ANTHROPIC_API_KEY is not set".into()))?;
-        let mut config = AnthropicConfig::new(api_key.trim());
-        if let Some(base_url) = lookup("ANTHROPIC_BASE_URL").filter(|url| !url.trim().is_empty()) {
-            config.base_url = base_url.trim().to_owned();
-        }
-        Ok(config)
-    }
 }
 
 impl fmt::Debug for AnthropicConfig {
@@ -255,7 +238,7 @@ impl Model for AnthropicClient {
         req: &TurnRequest,
         observer: &mut dyn TurnObserver,
     ) -> Result<TurnResponse> {
-        let body = serde_json::to_vec(&request::request_body(req)?)
+        let body = serde_json::to_vec(&request::request_body(req))
             .map_err(|e| ModelError::Protocol(format!("cannot serialize the request: {e}")))?;
         let body = Bytes::from(body);
         let mut attempt = 1;
@@ -385,34 +368,6 @@ mod tests {
         );
         let client = AnthropicClient::new(config).unwrap();
         assert!(!format!("{client:?}").contains("sk-ant-secret"));
-    }
-
-    #[test]
-    fn config_from_lookup() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let config = AnthropicConfig::from_lookup(vars(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
-        assert_eq!(
-            (config.api_key.as_str(), config.base_url.as_str()),
-            ("k", DEFAULT_BASE_URL)
-        );
-        let config = AnthropicConfig::from_lookup(vars(&[
-            ("ANTHROPIC_API_KEY", "k"),
-            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/"),
-        ]))
-        .unwrap();
-        assert_eq!(config.base_url, "http://127.0.0.1:9/");
-        let err = AnthropicConfig::from_lookup(vars(&[])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "model client misconfigured: ANTHROPIC_API_KEY is not set"
-        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ fn user(content: Vec<ContentBlock>) -> Message {
     }
 }
 
+fn wire_body(req: &TurnRequest) -> Value {
+    serde_json::to_value(request_body(req)).unwrap()
+}
+
 fn count_breakpoints(value: &Value) -> usize {
     match value {
         Value::Object(map) => {
@@ -64,7 +68,7 @@ fn body_has_the_wire_shape_and_three_breakpoints() {
         ]),
     ]);
     let before = req.messages.clone();
-    let body = request_body(&req).unwrap();
+    let body = wire_body(&req);
     assert_eq!(
         body,
         json!({
@@ -106,7 +110,7 @@ fn thinking_and_empty_text_are_skipped_for_the_breakpoint() {
             text: String::new(),
         },
     ])]);
-    let body = request_body(&req).unwrap();
+    let body = wire_body(&req);
     let blocks = &body["messages"][0]["content"];
     assert_eq!(blocks[0]["cache_control"], json!({"type": "ephemeral"}));
     assert_eq!(blocks[0]["is_error"], json!(true));
@@ -126,19 +130,17 @@ fn never_more_than_four_breakpoints() {
         )
     };
     // One replayed breakpoint leaves room for ours.
-    let body = request_body(&request(vec![user(vec![
+    let body = wire_body(&request(vec![user(vec![
         marked(1),
         ContentBlock::Text { text: "hi".into() },
-    ])]))
-    .unwrap();
+    ])]));
     assert_eq!(count_breakpoints(&body), 4);
     // Two would make five: the moving one is dropped.
-    let body = request_body(&request(vec![user(vec![
+    let body = wire_body(&request(vec![user(vec![
         marked(1),
         marked(2),
         ContentBlock::Text { text: "hi".into() },
-    ])]))
-    .unwrap();
+    ])]));
     assert_eq!(count_breakpoints(&body), 4);
     assert!(
         body["messages"][0]["content"][2]
@@ -152,7 +154,7 @@ fn no_system_and_no_tools_leave_the_fields_out() {
     let mut req = request(vec![user(vec![ContentBlock::Text { text: "hi".into() }])]);
     req.system.clear();
     req.tools.clear();
-    let body = request_body(&req).unwrap();
+    let body = wire_body(&req);
     assert!(body.get("system").is_none() && body.get("tools").is_none());
     assert_eq!(count_breakpoints(&body), 1);
     assert_eq!(
@@ -181,4 +183,39 @@ fn stored_blocks_round_trip_including_unknown_ones() {
     let stored = serde_json::to_string(&blocks).unwrap();
     let loaded: Vec<ContentBlock> = serde_json::from_str(&stored).unwrap();
     assert_eq!(loaded, blocks);
+}
+
+#[test]
+fn the_editor_without_a_limit_has_no_max_characters() {
+    let mut req = request(vec![user(vec![ContentBlock::Text { text: "hi".into() }])]);
+    req.tools = vec![ToolSpec::TextEditor {
+        max_characters: None,
+    }];
+    assert_eq!(
+        wire_body(&req)["tools"],
+        json!([{"type": "text_editor_20250728", "name": "str_replace_based_edit_tool",
+                "cache_control": {"type": "ephemeral"}}])
+    );
+}
+
+#[test]
+fn a_replayed_breakpoint_on_the_newest_block_is_kept_not_doubled() {
+    let own = json!({"type": "document", "cache_control": {"type": "ephemeral", "ttl": "1h"}});
+    let req = request(vec![user(vec![
+        ContentBlock::Text { text: "hi".into() },
+        ContentBlock::Other(own.clone()),
+    ])]);
+    let text = serde_json::to_string(&request_body(&req)).unwrap();
+    assert_eq!(
+        text.matches("cache_control").count(),
+        3,
+        "system, last tool, the replayed block: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["messages"][0]["content"][1], own);
+    assert!(
+        body["messages"][0]["content"][0]
+            .get("cache_control")
+            .is_none()
+    );
 }
