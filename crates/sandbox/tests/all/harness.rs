@@ -1,96 +1,17 @@
-//! What every test needs: a fake host tree, a provider on it, and helpers.
+//! Helpers every backend's tests use: running commands, reading output, and looking at
+//! the host.
 
 use std::path::Path;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand_sandbox::ExecOutput;
 use dockhand_sandbox::ExecRequest;
-use dockhand_sandbox::Limits;
-use dockhand_sandbox::NetworkLevel;
 use dockhand_sandbox::Sandbox;
-use dockhand_sandbox::SandboxProvider;
-use dockhand_sandbox::SandboxSpec;
-use dockhand_sandbox::local::LocalConfig;
-use dockhand_sandbox::local::LocalProvider;
-use tempfile::TempDir;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncReadExt;
 
-pub(crate) const ADMIN_TOKEN: &str = "admin-token-canary-5f1e";
-
 /// Bounds every wait that could hang if the behaviour under test broke.
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
-
-pub(crate) struct Host {
-    _dir: TempDir,
-    pub(crate) data: PathBuf,
-    pub(crate) provider: LocalProvider,
-}
-
-impl Host {
-    pub(crate) fn new() -> Host {
-        let dir = tempfile::Builder::new()
-            .prefix("sandbox-test-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        // Closed to others, as a data directory under /root is: the sandbox's
-        // unprivileged uid reaches its workspace through the runtime's bind.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let data = dir.path().join("data");
-        for task in ["t1", "t2"] {
-            std::fs::create_dir_all(data.join("workspaces").join(task)).unwrap();
-        }
-        std::fs::write(data.join("admin-token"), ADMIN_TOKEN).unwrap();
-        std::fs::write(data.join("workspaces/t2/secret.txt"), "other task").unwrap();
-        let provider = LocalProvider::new(LocalConfig::new(data.join("state")))
-            .unwrap_or_else(|e| panic!("the local sandbox tests need bubblewrap: {e}"));
-        // As the coordinator does: the sandbox's host uid owns its workspace.
-        if let Some(uid) = provider.workspace_owner() {
-            for task in ["t1", "t2"] {
-                let ws = data.join("workspaces").join(task);
-                std::os::unix::fs::chown(&ws, Some(uid), Some(uid)).unwrap();
-            }
-        }
-        Host {
-            _dir: dir,
-            data,
-            provider,
-        }
-    }
-
-    pub(crate) fn workspace(&self, task: &str) -> PathBuf {
-        self.data.join("workspaces").join(task)
-    }
-
-    pub(crate) fn admin_token(&self) -> PathBuf {
-        self.data.join("admin-token")
-    }
-
-    pub(crate) fn spec(&self, task: &str, network: bool) -> SandboxSpec {
-        SandboxSpec {
-            task_id: task.to_owned(),
-            workspace: self.workspace(task),
-            network: if network {
-                NetworkLevel::Open
-            } else {
-                NetworkLevel::None
-            },
-            limits: Limits::default(),
-            env: vec![("SPEC_VAR".to_owned(), "from-spec".to_owned())],
-            image: None,
-        }
-    }
-
-    pub(crate) async fn sandbox(&self, network: bool) -> Arc<dyn Sandbox> {
-        self.provider
-            .create(self.spec("t1", network))
-            .await
-            .unwrap()
-    }
-}
 
 pub(crate) async fn sh(sb: &dyn Sandbox, script: &str) -> ExecOutput {
     exec(sb, ExecRequest::new(["sh", "-c", script])).await
@@ -108,12 +29,23 @@ pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// A `sleep` argument no other test uses, so looking for it on the host finds only
+/// this test's processes while the other backend runs the same test.
+pub(crate) fn needle() -> String {
+    format!("1000.{:09}", rand::random::<u32>() % 1_000_000_000)
+}
+
 /// Shell input that starts `sleep SECS` in the background and says "started" once
 /// the sleep has replaced its forked shell (before that, its command line is "sh").
-pub(crate) const WAIT_FOR_SLEEP: &str = "sleep SECS & until grep -q SECS /proc/$!/cmdline 2>/dev/null; do :; done; echo started; wait\n";
+pub(crate) fn wait_for_sleep(secs: &str) -> String {
+    format!(
+        "sleep {secs} & until grep -q {secs} /proc/$!/cmdline 2>/dev/null; do :; done; \
+         echo started; wait\n"
+    )
+}
 
 /// Host processes whose command line contains `needle`.
-pub(crate) fn processes_matching(needle: &str) -> Vec<String> {
+pub(crate) fn host_processes_matching(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name();
@@ -130,6 +62,24 @@ pub(crate) fn processes_matching(needle: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// An IPv4 address of this host other than loopback, read from the kernel's table of
+/// local addresses.
+pub(crate) fn host_address() -> std::net::Ipv4Addr {
+    let table = std::fs::read_to_string("/proc/net/fib_trie").unwrap();
+    let mut last = None;
+    for line in table.lines() {
+        let line = line.trim();
+        if let Some(addr) = line.strip_prefix("|-- ") {
+            last = addr.parse::<std::net::Ipv4Addr>().ok();
+        } else if line == "/32 host LOCAL"
+            && let Some(addr) = last.filter(|a| !a.is_loopback())
+        {
+            return addr;
+        }
+    }
+    panic!("this host has no IPv4 address besides loopback:\n{table}")
 }
 
 /// Reads `output` until what was read contains `needle`.

@@ -1,54 +1,25 @@
-//! Resource limits in a docker sandbox: what hitting them looks like, and recovery.
+//! The process limit in a docker sandbox, and recovering a broken one by replacing
+//! its container.
 
 use std::time::Duration;
 
 use bollard::query_parameters::KillContainerOptions;
 use dockhand_sandbox::ExecRequest;
 use dockhand_sandbox::LimitMarks;
+use dockhand_sandbox::NetworkLevel;
 use dockhand_sandbox::SandboxError;
 use dockhand_sandbox::SandboxProvider;
 
-use crate::docker_harness::DockerHost;
-use crate::docker_harness::processes_matching;
+use super::DockerHost;
+use super::processes_matching;
 use crate::harness::LIMIT;
-use crate::harness::exec;
 use crate::harness::sh;
 use crate::harness::text;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn docker_out_of_memory_is_reported_and_survived() {
-    let host = DockerHost::with(|c| c.pool_limits.memory_bytes = 64 << 20).await;
-    let sb = host.sandbox(false).await;
-    let before = sb.limit_marks().await;
-    let mut req = ExecRequest::new(["python3", "-c", "x = bytearray(512*1024*1024)"]);
-    req.timeout = LIMIT;
-    let out = exec(&*sb, req).await;
-    // Docker reports a SIGKILL death as 128 + 9.
-    assert_eq!(out.exit_code, Some(137), "{}", text(&out.stderr));
-    assert!(
-        out.killed_reason
-            .as_deref()
-            .is_some_and(|r| r.contains("out of memory")),
-        "{out:?}"
-    );
-    let after = sb.limit_marks().await;
-    assert!(
-        after.oom_kills > before.oom_kills,
-        "{before:?} -> {after:?}"
-    );
-    assert_eq!(
-        sb.explain_limits(before, after).as_deref(),
-        Some("command killed: out of memory (limit 64 MiB)")
-    );
-    assert_eq!(sb.explain_limits(after, after), None);
-    // Only the command died.
-    assert_eq!(text(&sh(&*sb, "echo alive").await.stdout), "alive\n");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn docker_fork_bomb_hits_the_pid_limit_and_the_sandbox_recovers() {
     let host = DockerHost::with(|c| c.pool_limits.pids = 64).await;
-    let sb = host.sandbox(false).await;
+    let sb = host.sandbox(NetworkLevel::None).await;
     sb.write_file("/workspace/kept.txt", b"kept").await.unwrap();
     let before = sb.limit_marks().await;
 
@@ -102,7 +73,7 @@ async fn docker_fork_bomb_hits_the_pid_limit_and_the_sandbox_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_replace_gives_a_fresh_container_on_the_same_workspace() {
     let host = DockerHost::new().await;
-    let sb = host.sandbox(false).await;
+    let sb = host.sandbox(NetworkLevel::None).await;
     let old = sb.info().id;
     sh(
         &*sb,
@@ -137,7 +108,7 @@ async fn docker_replace_gives_a_fresh_container_on_the_same_workspace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_stopped_container_is_broken_until_replaced() {
     let host = DockerHost::new().await;
-    let sb = host.sandbox(false).await;
+    let sb = host.sandbox(NetworkLevel::None).await;
     sb.write_file("/workspace/kept.txt", b"kept").await.unwrap();
     host.docker
         .kill_container(&sb.info().id, None::<KillContainerOptions>)

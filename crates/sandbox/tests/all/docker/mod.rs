@@ -1,10 +1,17 @@
-//! What every docker test needs: the engine, a test image, a provider with a coordinator
-//! id of its own, workspaces, and a guard that removes the test's containers.
+//! The `docker` backend's fixture (the engine, a test image, a provider with a
+//! coordinator id of its own, workspaces, and a guard that removes the test's
+//! containers), and what only docker sandboxes do.
 //!
 //! The engine is part of this machine (DESIGN.md, "Testing"): when it does not answer,
 //! or the test image is missing, the tests fail with a message saying so; they never
 //! skip. CI sets `DOCKHAND_REQUIRE_DOCKER=1`, which the message mentions.
 
+mod isolation;
+mod limits;
+mod processes;
+mod provider;
+
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +28,8 @@ use dockhand_sandbox::docker::DockerConfig;
 use dockhand_sandbox::docker::DockerProvider;
 use dockhand_sandbox::docker::LABEL_COORDINATOR;
 use tempfile::TempDir;
+
+use crate::conformance::Fixture;
 
 /// The image the tests run; `DOCKHAND_TEST_IMAGE` overrides it.
 pub(crate) fn test_image() -> String {
@@ -182,23 +191,16 @@ impl DockerHost {
         path
     }
 
-    pub(crate) fn spec(&self, task: &str, network: bool) -> SandboxSpec {
-        SandboxSpec {
-            task_id: task.to_owned(),
-            workspace: self.workspace(task),
-            network: if network {
-                NetworkLevel::Open
-            } else {
-                NetworkLevel::None
-            },
-            // The provider's defaults, which a test may have adjusted.
-            limits: self.config.pool_limits,
-            env: vec![("SPEC_VAR".to_owned(), "from-spec".to_owned())],
-            image: None,
-        }
+    /// A spec for `task` with the provider's default limits, which a test may have
+    /// adjusted.
+    pub(crate) fn spec(&self, task: &str, network: NetworkLevel) -> SandboxSpec {
+        let mut spec = crate::conformance::spec(self, task, network);
+        spec.limits = self.config.pool_limits;
+        spec
     }
 
-    pub(crate) async fn sandbox(&self, network: bool) -> Arc<dyn Sandbox> {
+    /// A sandbox for task `t1` at `network`.
+    pub(crate) async fn sandbox(&self, network: NetworkLevel) -> Arc<dyn Sandbox> {
         self.provider
             .create(self.spec("t1", network))
             .await
@@ -206,9 +208,34 @@ impl DockerHost {
     }
 }
 
+impl Fixture for DockerHost {
+    const BACKEND: &'static str = "docker";
+
+    async fn new() -> Self {
+        DockerHost::new().await
+    }
+
+    fn provider(&self) -> &dyn SandboxProvider {
+        &self.provider
+    }
+
+    fn host_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn workspace(&self, task: &str) -> PathBuf {
+        DockerHost::workspace(self, task)
+    }
+
+    /// Looks inside the container, where only this sandbox's processes are.
+    async fn processes_matching(&self, sb: &dyn Sandbox, needle: &str) -> Vec<String> {
+        processes_matching(sb, needle).await
+    }
+}
+
 /// Full command lines of the processes in the sandbox, read from `/proc` by a shell loop
 /// (no `ps` needed), leaving out the loop itself.
-pub(crate) async fn processes(sb: &dyn Sandbox) -> Vec<String> {
+async fn processes(sb: &dyn Sandbox) -> Vec<String> {
     let script = r#"for d in /proc/[0-9]*; do
   [ "${d#/proc/}" = "$$" ] && continue
   c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) && [ -n "$c" ] && echo "${d#/proc/}: $c"
@@ -228,19 +255,4 @@ pub(crate) async fn processes_matching(sb: &dyn Sandbox, needle: &str) -> Vec<St
         .into_iter()
         .filter(|p| p.contains(needle) && !p.contains("/proc/[0-9]*"))
         .collect()
-}
-
-/// Waits (within [`LIMIT`](crate::harness::LIMIT)) until a process whose command line
-/// contains `needle` runs in the sandbox.
-pub(crate) async fn wait_for_process(sb: &dyn Sandbox, needle: &str) {
-    let found = tokio::time::timeout(crate::harness::LIMIT, async {
-        while processes_matching(sb, needle).await.is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        found.is_ok(),
-        "no process {needle:?} started in the sandbox"
-    );
 }

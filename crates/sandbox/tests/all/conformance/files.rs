@@ -1,22 +1,29 @@
 //! read_file, write_file and file_kind, including symlinks planted to reach the host.
 
+use std::os::unix::fs::MetadataExt;
+
 use dockhand_sandbox::FileKind;
 use dockhand_sandbox::SandboxError;
 
-use crate::harness::ADMIN_TOKEN;
-use crate::harness::Host;
+use super::Fixture;
+use super::sandbox;
 use crate::harness::sh;
 use crate::harness::text;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn files_round_trip_through_the_workspace() {
-    let host = Host::new();
-    let sb = host.sandbox(false).await;
+pub(crate) async fn files_round_trip_through_the_workspace<F: Fixture>(fx: &F) {
+    let sb = sandbox(fx).await;
+    let ws = fx.workspace("t1");
 
     let out = sh(&*sb, "echo from-sandbox > /workspace/made.txt").await;
     assert_eq!(out.exit_code, Some(0));
-    let on_host = std::fs::read_to_string(host.workspace("t1").join("made.txt")).unwrap();
-    assert_eq!(on_host, "from-sandbox\n");
+    let made = ws.join("made.txt");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "from-sandbox\n");
+    // On the host it belongs to the uid the workspace does: the sandbox user's.
+    let owner = fx
+        .provider()
+        .workspace_owner()
+        .unwrap_or_else(|| rustix::process::geteuid().as_raw());
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), owner);
 
     sb.write_file("/workspace/deep/er/notes.txt", b"one\ntwo\n")
         .await
@@ -24,13 +31,17 @@ async fn files_round_trip_through_the_workspace() {
     sb.write_file("deep/er/notes.txt", b"replaced")
         .await
         .unwrap();
-    let on_host = std::fs::read(host.workspace("t1").join("deep/er/notes.txt")).unwrap();
+    let on_host = std::fs::read(ws.join("deep/er/notes.txt")).unwrap();
     assert_eq!(on_host, b"replaced");
     let back = sb
         .read_file("/workspace/deep/er/notes.txt", 8)
         .await
         .unwrap();
     assert_eq!(back, b"replaced");
+    assert_eq!(
+        sb.read_file("/workspace/made.txt", 100).await.unwrap(),
+        b"from-sandbox\n"
+    );
 
     assert_eq!(
         sb.file_kind("/workspace/deep").await.unwrap(),
@@ -50,11 +61,9 @@ async fn files_round_trip_through_the_workspace() {
     assert_eq!(sb.read_file("-n", 100).await.unwrap(), b"dash");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn read_file_refuses_what_it_should() {
-    let host = Host::new();
-    let sb = host.sandbox(false).await;
-    std::fs::write(host.workspace("t1").join("hundred"), [b'a'; 100]).unwrap();
+pub(crate) async fn files_refuses_what_it_should<F: Fixture>(fx: &F) {
+    let sb = sandbox(fx).await;
+    std::fs::write(fx.workspace("t1").join("hundred"), [b'a'; 100]).unwrap();
 
     let err = sb.read_file("/workspace/missing", 10).await.unwrap_err();
     assert!(matches!(err, SandboxError::NotFound { .. }), "{err:?}");
@@ -83,14 +92,14 @@ async fn read_file_refuses_what_it_should() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn symlinks_resolve_inside_the_sandbox() {
-    let host = Host::new();
-    let ws = host.workspace("t1");
-    std::os::unix::fs::symlink(host.admin_token(), ws.join("token")).unwrap();
-    std::os::unix::fs::symlink(&host.data, ws.join("datadir")).unwrap();
+pub(crate) async fn files_symlinks_resolve_inside_the_sandbox<F: Fixture>(fx: &F) {
+    let secret = fx.host_dir().join("host-secret");
+    std::fs::write(&secret, "host-secret-canary").unwrap();
+    let ws = fx.workspace("t1");
+    std::os::unix::fs::symlink(&secret, ws.join("token")).unwrap();
+    std::os::unix::fs::symlink(fx.host_dir(), ws.join("hostdir")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", ws.join("passwd")).unwrap();
-    let sb = host.sandbox(false).await;
+    let sb = sandbox(fx).await;
 
     let err = sb.read_file("/workspace/token", 1 << 20).await.unwrap_err();
     assert!(matches!(err, SandboxError::NotFound { .. }), "{err:?}");
@@ -99,7 +108,7 @@ async fn symlinks_resolve_inside_the_sandbox() {
         FileKind::Missing
     );
     let err = sb
-        .read_file("/workspace/datadir/admin-token", 1 << 20)
+        .read_file("/workspace/hostdir/host-secret", 1 << 20)
         .await
         .unwrap_err();
     assert!(matches!(err, SandboxError::NotFound { .. }), "{err:?}");
@@ -110,20 +119,26 @@ async fn symlinks_resolve_inside_the_sandbox() {
             .is_err()
     );
     assert!(
-        sb.write_file("/workspace/datadir/admin-token", b"overwritten")
+        sb.write_file("/workspace/hostdir/host-secret", b"overwritten")
             .await
             .is_err()
     );
     assert_eq!(
-        std::fs::read_to_string(host.admin_token()).unwrap(),
-        ADMIN_TOKEN
+        std::fs::read_to_string(&secret).unwrap(),
+        "host-secret-canary"
     );
 
-    // A link to a path the sandbox does have leads to the sandbox's file: the
-    // generated passwd, not the host's.
-    let passwd = text(&sb.read_file("/workspace/passwd", 1 << 20).await.unwrap());
+    // A link to a path the sandbox does have leads to the sandbox's file, not the
+    // host's.
+    let through_link = text(&sb.read_file("/workspace/passwd", 1 << 20).await.unwrap());
+    let inside = text(&sh(&*sb, "cat /etc/passwd").await.stdout);
+    assert_eq!(through_link, inside);
     assert!(
-        passwd.contains("agent:x:1000:1000::/tmp:/bin/bash"),
-        "{passwd}"
+        through_link.contains("agent:x:1000:1000:"),
+        "{through_link}"
+    );
+    assert_ne!(
+        through_link,
+        std::fs::read_to_string("/etc/passwd").unwrap()
     );
 }
