@@ -11,6 +11,9 @@ use std::sync::Mutex;
 use dockhand_forge::Mirrors;
 use dockhand_forge::RemotePolicy;
 use dockhand_forge::RepoSource;
+use dockhand_forge::github::DevicePoll;
+use dockhand_forge::github::GitHubClient;
+use dockhand_forge::github::NewPullRequest;
 use dockhand_net::AddressPolicy;
 use dockhand_net::Resolver;
 use dockhand_testkit::FakeGitHub;
@@ -236,4 +239,121 @@ async fn the_token_reaches_only_githubs_own_host_and_port() {
             .any(|r| r.header("authorization").is_some()),
         "GitHub itself gets the token"
     );
+}
+
+/// The GitHub client's requests, as the fake GitHub recorded them: the OAuth
+/// forms field by field and the REST bodies as GitHub documents them.
+#[tokio::test]
+async fn the_github_client_speaks_githubs_wire_shapes() {
+    let gh = FakeGitHub::start(FakeGitHubOptions {
+        users: vec!["alice".into()],
+        repos: vec!["alice/app".into()],
+        client_id: Some("cid".into()),
+        client_secret: Some("sec".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base = gh.base_url();
+    let client = GitHubClient::new(&base, &base, "cid", "sec").unwrap();
+
+    // Web flow: the fake approves at once and redirects back with a code.
+    let callback = "http://dock.example/cb";
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = no_redirects
+        .get(client.authorize_url(callback, "st", None))
+        .send()
+        .await
+        .unwrap();
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let web = client.exchange_code(&code, callback).await.unwrap();
+    assert_eq!(client.user(&web.token).await.unwrap().login, "alice");
+
+    // Device flow: the fake answers pending, then slow_down, then a token.
+    let device = client.device_code().await.unwrap();
+    assert!(matches!(
+        client.poll_device(&device.device_code).await.unwrap(),
+        DevicePoll::Pending
+    ));
+    assert!(matches!(
+        client.poll_device(&device.device_code).await.unwrap(),
+        DevicePoll::SlowDown(_)
+    ));
+    let DevicePoll::Granted(grant) = client.poll_device(&device.device_code).await.unwrap() else {
+        panic!("the third poll is approved");
+    };
+
+    let pr = NewPullRequest {
+        owner: "alice",
+        repo: "app",
+        head: "dockhand/t1",
+        base: "main",
+        title: "Fix it",
+        body: "Done.",
+        draft: true,
+    };
+    let (opened, created) = client.open_pr(&grant.token, &pr).await.unwrap();
+    assert!(created);
+    let (again, created) = client.open_pr(&grant.token, &pr).await.unwrap();
+    assert_eq!(
+        (again, created),
+        (opened.clone(), false),
+        "found, not opened twice"
+    );
+    client
+        .comment(&grant.token, "alice", "app", opened.number, "Hello")
+        .await
+        .unwrap();
+
+    let posts: Vec<(String, String)> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| (r.path, r.body))
+        .collect();
+    let form = |path: &str, body: String| (path.to_owned(), body);
+    let poll = format!(
+        "client_id=cid&device_code={}&grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code",
+        device.device_code
+    );
+    assert_eq!(
+        posts[..5],
+        [
+            form(
+                "/login/oauth/access_token",
+                format!(
+                    "client_id=cid&client_secret=sec&code={code}&redirect_uri=http%3A%2F%2Fdock.example%2Fcb"
+                )
+            ),
+            form(
+                "/login/device/code",
+                "client_id=cid&scope=read%3Auser+read%3Aorg+repo".into()
+            ),
+            form("/login/oauth/access_token", poll.clone()),
+            form("/login/oauth/access_token", poll.clone()),
+            form("/login/oauth/access_token", poll),
+        ]
+    );
+    let json = |i: usize| serde_json::from_str::<serde_json::Value>(&posts[i].1).unwrap();
+    assert_eq!(posts[5].0, "/repos/alice/app/pulls");
+    assert_eq!(
+        json(5),
+        serde_json::json!({"title": "Fix it", "head": "dockhand/t1", "base": "main", "body": "Done.", "draft": true})
+    );
+    assert_eq!(
+        posts[6].0,
+        format!("/repos/alice/app/issues/{}/comments", opened.number)
+    );
+    assert_eq!(json(6), serde_json::json!({"body": "Hello"}));
+    assert_eq!(posts.len(), 7);
 }
