@@ -40,8 +40,8 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 /// swaps it for a fresh one on the same workspace.
 pub(crate) struct Container {
     pub(crate) docker: Docker,
-    pub(crate) config: Arc<DockerConfig>,
-    pub(crate) spec: SandboxSpec,
+    config: Arc<DockerConfig>,
+    spec: SandboxSpec,
     /// Labels for a replacement container.
     pub(crate) role: Role,
     /// Changes when [`replace`](Container::replace) swaps the container.
