@@ -5,6 +5,8 @@
 //! resumed after a crash: see [`run`].
 
 mod error;
+#[cfg(test)]
+mod fakes;
 pub mod output;
 mod prompt;
 mod run;

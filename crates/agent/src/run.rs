@@ -492,3 +492,7 @@ impl TurnObserver for Observer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
