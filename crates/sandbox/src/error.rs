@@ -94,6 +94,10 @@ pub enum SandboxError {
         /// The helper's stderr, or a description when it had none.
         message: String,
     },
+    /// A repository's environment image could not be had: its setup failed or
+    /// timed out, or its base image is missing.
+    #[error("{0}")]
+    Environment(String),
 }
 
 impl SandboxError {

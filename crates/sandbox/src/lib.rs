@@ -11,12 +11,16 @@ mod error;
 mod exec;
 mod files;
 pub mod helper;
+mod images;
 pub mod local;
 pub(crate) mod mux;
 pub(crate) mod mux_wire;
+mod provider;
+mod warm;
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -30,6 +34,15 @@ pub use exec::ExecRequest;
 pub use exec::OutputSink;
 pub use exec::OutputStream;
 pub use files::FileKind;
+pub use images::BuiltImage;
+pub use images::ENVIRONMENT_IMAGE_REPO;
+pub use images::EnvironmentBuild;
+pub use images::ImageInfo;
+pub use images::ImageOwner;
+pub use images::Images;
+pub use provider::SandboxProvider;
+pub use warm::WarmPool;
+pub use warm::WarmSandbox;
 
 /// The path where the workspace appears inside every sandbox.
 pub const WORKSPACE: &str = "/workspace";
@@ -184,25 +197,15 @@ pub trait Sandbox: Send + Sync {
     }
 }
 
-/// Makes and finds sandboxes for one backend.
-#[async_trait]
-pub trait SandboxProvider: Send + Sync {
-    /// `local` or `docker`.
-    fn backend(&self) -> &'static str;
-
-    /// The host uid a workspace must belong to for the sandbox user to own it;
-    /// `None` when it may stay the coordinator's.
-    fn workspace_owner(&self) -> Option<u32> {
-        None
+/// Makes a workspace directory, private to its owner: `owner` (the sandbox user's
+/// host uid) when the backend needs one, else the coordinator.
+pub fn make_workspace(dir: &Path, owner: Option<u32>) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Some(uid) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid))?;
     }
-
-    /// Makes a sandbox for a task.
-    async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>>;
-
-    /// Finds the sandbox `id` made earlier (for example before a coordinator restart).
-    /// `None` when it no longer exists.
-    async fn attach(&self, id: &str, spec: SandboxSpec) -> Result<Option<Arc<dyn Sandbox>>>;
-
-    /// Sandboxes this coordinator made that still exist.
-    async fn list(&self) -> Result<Vec<SandboxInfo>>;
+    Ok(())
 }

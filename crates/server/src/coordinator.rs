@@ -53,8 +53,8 @@ impl Coordinator {
         }
         let runner = Arc::new(crate::runner::Runner(services.clone()));
         services.scheduler.start(runner).await?;
-        if let Some(pool) = services.pool.clone() {
-            tokio::spawn(async move { pool.fill().await });
+        if let Some(pool) = services.sandboxes.warm_pool() {
+            pool.refill();
         }
         crate::janitor::spawn_reaper(services.clone(), shutdown.clone());
         crate::janitor::spawn_pruner(services.clone(), shutdown.clone());
@@ -98,7 +98,7 @@ impl Coordinator {
     /// Stops serving. Running tasks stay `running` in the store and resume at the next start.
     pub async fn shutdown(self) {
         self.services.scheduler.stop();
-        if let Some(pool) = &self.services.pool {
+        if let Some(pool) = self.services.sandboxes.warm_pool() {
             pool.drain().await;
         }
         self.shutdown.cancel();

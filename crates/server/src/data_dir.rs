@@ -99,16 +99,3 @@ fn lock(dir: &Path) -> Result<File, StartError> {
         .map_err(|_| StartError::Locked(dir.display().to_string()))?;
     Ok(file)
 }
-
-/// Creates an empty workspace directory, owned by `owner` (the host uid the
-/// sandbox user is) when the backend needs it.
-pub(crate) fn make_workspace_dir(dir: &Path, owner: Option<u32>) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    if let Some(uid) = owner {
-        std::os::unix::fs::chown(dir, Some(uid), Some(uid))?;
-    }
-    Ok(())
-}

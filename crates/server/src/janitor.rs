@@ -1,6 +1,8 @@
-//! Cleaning up after tasks: containers of finished tasks after their idle window,
-//! orphaned containers at start-up, and `gc` (old workspaces, stale environment
-//! images), which never removes a workspace holding unpublished work.
+//! Cleaning up after tasks: kept sandboxes (docker containers) of finished tasks
+//! after their idle window, orphaned ones at start-up, and `gc` (old workspaces,
+//! stale environment images), which never removes a workspace holding
+//! unpublished work. Backends whose sandboxes go with their run need none of the
+//! sandbox part.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,11 +12,8 @@ use std::time::Duration;
 use dockhand_protocol::GcItem;
 use dockhand_protocol::GcReport;
 use dockhand_protocol::TaskStatus;
-use dockhand_sandbox::docker::DockerProvider;
-use dockhand_sandbox::docker::LABEL_COORDINATOR;
-use dockhand_sandbox::docker::LABEL_POOL;
-use dockhand_sandbox::docker::env_cache::list_env_images;
-use dockhand_sandbox::docker::env_cache::remove_image;
+use dockhand_sandbox::Images;
+use dockhand_sandbox::SandboxProvider;
 use dockhand_store::now_ms;
 
 use crate::services::Services;
@@ -33,9 +32,9 @@ fn item(
     }
 }
 
-/// Container ids that must stay: those of tasks a runner owns or will resume, and
+/// Sandbox ids that must stay: those of tasks a runner owns or will resume, and
 /// those of finished tasks still inside their idle window.
-fn wanted_containers(deps: &Services) -> HashSet<String> {
+fn wanted_sandboxes(deps: &Services) -> HashSet<String> {
     let idle_ms = deps.config.sandbox.idle_secs as i64 * 1000;
     let mut keep: HashSet<String> = HashSet::new();
     for t in deps.store.active_tasks().unwrap_or_default() {
@@ -49,54 +48,58 @@ fn wanted_containers(deps: &Services) -> HashSet<String> {
     keep
 }
 
-/// Containers this coordinator made that nothing needs.
-async fn orphans(deps: &Services, docker: &DockerProvider) -> Vec<String> {
-    let me = &docker.config().coordinator_id;
-    let keep = wanted_containers(deps);
-    match docker.list_all().await {
+/// Kept sandboxes this coordinator made that nothing needs (warm-pool ones
+/// waiting for a task are not listed by the provider).
+async fn orphans(deps: &Services, provider: &dyn SandboxProvider) -> Vec<String> {
+    if !provider.keeps_finished() {
+        return Vec::new();
+    }
+    let keep = wanted_sandboxes(deps);
+    match provider.list().await {
         Ok(all) => all
             .into_iter()
-            .filter(|c| c.labels.get(LABEL_COORDINATOR) == Some(me) && !keep.contains(&c.id))
-            // A container waiting in the warm pool is not an orphan.
-            .filter(|c| {
-                !c.labels
-                    .get(LABEL_POOL)
-                    .is_some_and(|slot| docker.pool_has(slot))
-            })
-            .map(|c| c.id)
+            .map(|s| s.id)
+            .filter(|id| !keep.contains(id))
             .collect(),
         Err(e) => {
-            tracing::warn!(error = %e, "listing containers");
+            tracing::warn!(error = %e, "listing sandboxes");
             Vec::new()
         }
     }
 }
 
-/// At start-up: remove this coordinator's containers that no task needs (old warm-pool
-/// containers included; the pool is refilled).
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// At start-up: remove this coordinator's kept sandboxes that no task needs (old
+/// warm-pool containers included; the pool is refilled).
 pub async fn remove_orphans(deps: &Services) {
-    let Some(docker) = &deps.docker else { return };
-    for id in orphans(deps, docker).await {
-        tracing::info!(container = %&id[..id.len().min(12)], "removing orphaned container");
-        if let Err(e) = docker.remove_container(&id).await {
-            tracing::warn!(error = %e, "removing an orphaned container");
+    let provider = &*deps.sandboxes;
+    for id in orphans(deps, provider).await {
+        tracing::info!(sandbox = %short(&id), "removing an orphaned sandbox");
+        if let Err(e) = provider.remove(&id).await {
+            tracing::warn!(error = %e, "removing an orphaned sandbox");
         }
     }
 }
 
-/// Removes containers of finished tasks once their idle window has passed.
+/// Removes kept sandboxes of finished tasks once their idle window has passed.
 pub async fn reap_idle(deps: &Services) {
-    let Some(docker) = &deps.docker else { return };
+    let provider = &*deps.sandboxes;
+    if !provider.keeps_finished() {
+        return;
+    }
     let idle_ms = deps.config.sandbox.idle_secs as i64 * 1000;
     for t in deps.store.finished_with_sandbox().unwrap_or_default() {
         let expired = t.finished_at.is_none_or(|f| f + idle_ms <= now_ms());
-        let Some(sandbox) = t.sandbox.filter(|s| s.backend == "docker") else {
+        let Some(sandbox) = t.sandbox.filter(|s| s.backend == provider.backend()) else {
             continue;
         };
         if !expired {
             continue;
         }
-        match docker.remove_container(&sandbox.id).await {
+        match provider.remove(&sandbox.id).await {
             Ok(()) => {
                 // Only forget it if the task is still finished (a follow-up may have claimed it).
                 let current = deps.store.get_task(&t.id).ok().flatten();
@@ -106,14 +109,14 @@ pub async fn reap_idle(deps: &Services) {
                     let _ = deps.store.set_sandbox(&t.id, None).await;
                 }
             }
-            Err(e) => tracing::warn!(task = %t.id, error = %e, "removing an idle container"),
+            Err(e) => tracing::warn!(task = %t.id, error = %e, "removing an idle sandbox"),
         }
     }
 }
 
 /// Runs [`reap_idle`] every so often until the coordinator stops.
 pub fn spawn_reaper(deps: Arc<Services>, stop: tokio_util::sync::CancellationToken) {
-    if deps.docker.is_none() {
+    if !deps.sandboxes.keeps_finished() {
         return;
     }
     let every = Duration::from_secs((deps.config.sandbox.idle_secs / 4).clamp(1, 30));
@@ -160,128 +163,114 @@ fn remove_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Removes (or, with `dry_run`, lists) old workspaces, orphaned containers and
+/// Removes (or, with `dry_run`, lists) old workspaces, orphaned sandboxes and
 /// stale environment images.
 pub async fn gc(deps: &Services, dry_run: bool) -> GcReport {
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
     };
-    let cfg = &deps.config.retention;
-    let day_ms = 24 * 60 * 60 * 1000;
-    let cutoff = now_ms() - cfg.workspace_days as i64 * day_ms;
+    report.workspaces = old_workspaces(deps, dry_run).await;
+    report.containers = orphaned_sandboxes(deps, dry_run).await;
+    if let Some(images) = deps.sandboxes.images() {
+        report.images = stale_images(deps, images, dry_run).await;
+    }
+    report
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Workspaces of tasks finished longer ago than `retention.workspace_days`,
+/// unless they may hold work never handed back.
+async fn old_workspaces(deps: &Services, dry_run: bool) -> Vec<GcItem> {
+    let keep_days = deps.config.retention.workspace_days;
+    let cutoff = now_ms() - keep_days as i64 * DAY_MS;
+    let mut items = Vec::new();
     for t in deps.store.finished_with_workspace().unwrap_or_default() {
         let Some(path) = t.workspace.clone() else {
             continue;
         };
         let task = Some(t.id.to_string());
         let finished = t.finished_at.unwrap_or(0);
-        let days = (now_ms() - finished) / day_ms;
-        if t.workspace_dirty {
+        let days = (now_ms() - finished) / DAY_MS;
+        let (action, why) = if t.workspace_dirty {
             let why = match t.status {
                 TaskStatus::Succeeded => "its last changes were never handed back",
                 _ => {
                     "it may hold changes that were never handed back (the last run did not publish)"
                 }
             };
-            report.workspaces.push(item(path, task, "kept", why));
+            ("kept", why.to_owned())
         } else if finished > cutoff {
-            report.workspaces.push(item(
-                path,
-                task,
-                "kept",
-                format!("finished {days} days ago; kept for {}", cfg.workspace_days),
-            ));
+            let why = format!("finished {days} days ago; kept for {keep_days}");
+            ("kept", why)
         } else if dry_run {
-            report.workspaces.push(item(
-                path,
-                task,
-                "remove",
-                format!("finished {days} days ago, everything handed back"),
-            ));
+            let why = format!("finished {days} days ago, everything handed back");
+            ("remove", why)
         } else {
             match remove_dir(Path::new(&path)) {
                 Ok(()) => {
                     let _ = deps.store.set_workspace_removed(&t.id).await;
-                    report.workspaces.push(item(
-                        path,
-                        task,
-                        "removed",
-                        format!("finished {days} days ago"),
-                    ));
+                    ("removed", format!("finished {days} days ago"))
                 }
-                Err(e) => report
-                    .workspaces
-                    .push(item(path, task, "failed", e.to_string())),
+                Err(e) => ("failed", e.to_string()),
             }
-        }
+        };
+        items.push(item(path, task, action, why));
     }
-    let Some(docker) = &deps.docker else {
-        return report;
-    };
-    for id in orphans(deps, docker).await {
-        let short = id[..id.len().min(12)].to_owned();
+    items
+}
+
+/// Kept sandboxes no task needs.
+async fn orphaned_sandboxes(deps: &Services, dry_run: bool) -> Vec<GcItem> {
+    let provider = &*deps.sandboxes;
+    let mut items = Vec::new();
+    for id in orphans(deps, provider).await {
         let action = if dry_run {
             "remove"
         } else {
-            match docker.remove_container(&id).await {
+            match provider.remove(&id).await {
                 Ok(()) => "removed",
                 Err(_) => "failed",
             }
         };
-        report
-            .containers
-            .push(item(short, None, action, "no task needs it"));
+        items.push(item(short(&id), None, action, "no task needs it"));
     }
+    items
+}
+
+/// Environment images unused for longer than `retention.env_image_days`.
+async fn stale_images(deps: &Services, images: &dyn Images, dry_run: bool) -> Vec<GcItem> {
     let uses = deps.store.env_image_uses().unwrap_or_default();
-    let image_cutoff = now_ms() - cfg.env_image_days as i64 * day_ms;
-    match list_env_images(docker.client()).await {
-        Ok(images) => {
-            for img in images {
-                let last = uses
-                    .iter()
-                    .find(|u| u.image == img.image)
-                    .map(|u| u.last_used)
-                    .or_else(|| {
-                        img.last_used
-                            .or(Some(img.created))
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_millis() as i64)
-                    })
-                    .unwrap_or(0);
-                let days = (now_ms() - last) / day_ms;
-                if last > image_cutoff {
-                    report.images.push(item(
-                        img.image,
-                        None,
-                        "kept",
-                        format!("used {days} days ago"),
-                    ));
-                } else if dry_run {
-                    report.images.push(item(
-                        img.image,
-                        None,
-                        "remove",
-                        format!("unused for {days} days"),
-                    ));
-                } else {
-                    let action = if remove_image(docker.client(), &img.image).await.is_ok() {
-                        "removed"
-                    } else {
-                        "failed"
-                    };
-                    report.images.push(item(
-                        img.image,
-                        None,
-                        action,
-                        format!("unused for {days} days"),
-                    ));
-                }
-            }
-        }
-        Err(e) => report
-            .images
-            .push(item("environment images", None, "failed", e.to_string())),
+    let cutoff = now_ms() - deps.config.retention.env_image_days as i64 * DAY_MS;
+    let found = match images.list().await {
+        Ok(found) => found,
+        Err(e) => return vec![item("environment images", None, "failed", e.to_string())],
+    };
+    let mut items = Vec::new();
+    for img in found {
+        let last = uses
+            .iter()
+            .find(|u| u.image == img.image)
+            .map(|u| u.last_used)
+            .or_else(|| {
+                img.last_used
+                    .or(Some(img.created))
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64)
+            })
+            .unwrap_or(0);
+        let days = (now_ms() - last) / DAY_MS;
+        let (action, why) = if last > cutoff {
+            ("kept", format!("used {days} days ago"))
+        } else if dry_run {
+            ("remove", format!("unused for {days} days"))
+        } else if images.remove(&img.image).await.is_ok() {
+            ("removed", format!("unused for {days} days"))
+        } else {
+            ("failed", format!("unused for {days} days"))
+        };
+        items.push(item(img.image, None, action, why));
     }
-    report
+    items
 }

@@ -12,7 +12,6 @@ pub mod hub;
 pub mod janitor;
 mod metrics;
 mod policy;
-mod pool;
 mod publish;
 mod ratelimit;
 mod runner;

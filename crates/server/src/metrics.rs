@@ -45,7 +45,7 @@ fn counters(state: &Services) -> [(&'static str, &'static str, &'static str, u64
     let w = state.store.writer_stats();
     let h = state.hub.stats();
     let s = state.scheduler.stats();
-    let pool = state.pool.as_ref().map_or(0, |p| p.ready() as u64);
+    let pool = state.sandboxes.warm_pool().map_or(0, |p| p.ready() as u64);
     [
         (
             "dockhand_events_committed_total",

@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use dockhand_forge::Environment;
 use dockhand_protocol::NetworkLevel;
+use dockhand_sandbox::ImageOwner;
+use dockhand_sandbox::Images;
 use dockhand_sandbox::Limits;
-use dockhand_sandbox::docker::DockerProvider;
-use dockhand_sandbox::docker::env_cache::ENV_IMAGE_REPO;
-use dockhand_sandbox::docker::env_cache::ENV_LABEL;
-use dockhand_sandbox::docker::env_cache::ENV_OWNER_LABEL;
-use dockhand_sandbox::docker::image::image_labels;
 
 use crate::config::Config;
 
@@ -134,22 +131,19 @@ fn allowed_images(cfg: &Config) -> Vec<String> {
 /// are always theirs to use; another user's never are, whatever the list says.
 pub(crate) async fn image_allowed(
     cfg: &Config,
-    docker: Option<&DockerProvider>,
+    images: Option<&dyn Images>,
     image: &str,
     user: i64,
 ) -> Result<(), String> {
-    let labels = match docker {
-        Some(d) => image_labels(d.client(), image).await.unwrap_or_default(),
-        None => Default::default(),
+    let owner = match images {
+        Some(i) => i.owner(image).await,
+        None => ImageOwner::by_name(image),
     };
-    if labels.get(ENV_LABEL).map(String::as_str) == Some("1") {
-        return match labels.get(ENV_OWNER_LABEL) {
-            Some(owner) if *owner == user.to_string() => Ok(()),
-            _ => Err("is another user's environment image".into()),
-        };
-    }
-    if image.starts_with(&format!("{ENV_IMAGE_REPO}:")) {
-        return Err("is not one of your environment images".into());
+    match owner {
+        ImageOwner::Environment(Some(o)) if o == user.to_string() => return Ok(()),
+        ImageOwner::Environment(_) => return Err("is another user's environment image".into()),
+        ImageOwner::ReservedName => return Err("is not one of your environment images".into()),
+        ImageOwner::Shared => {}
     }
     let allowed = allowed_images(cfg);
     let tagged = format!("{image}:latest");

@@ -6,21 +6,25 @@
 use std::sync::Arc;
 
 use dockhand_sandbox::SandboxError;
+use dockhand_sandbox::SandboxProvider;
 use dockhand_sandbox::docker::DockerConfig;
 use dockhand_sandbox::docker::DockerProvider;
 use dockhand_sandbox::egress::Egress;
 use dockhand_sandbox::local::LocalConfig;
 use dockhand_sandbox::local::LocalProvider;
+use dockhand_sandbox::local::NosuidMount;
 
 use crate::config::Backend;
 use crate::config::Config;
 use crate::config::LocalLimits;
 
 /// The backend in use.
-pub(crate) enum Chosen {
-    Docker(Arc<DockerProvider>),
-    /// With the warning when it was a fallback.
-    Local(Arc<LocalProvider>, Option<String>),
+pub(crate) struct Connected {
+    pub(crate) provider: Arc<dyn SandboxProvider>,
+    /// Why it is the local backend, when that was a fallback.
+    pub(crate) warning: Option<String>,
+    /// `workspaces/` mounted `nosuid,nodev`, for local sandboxes.
+    pub(crate) mount: Option<NosuidMount>,
 }
 
 /// The docker settings from the configuration.
@@ -29,6 +33,8 @@ pub fn docker_config(config: &Config, coordinator_id: &str) -> DockerConfig {
     d.pool_network = config.sandbox.network.level;
     d.pool_limits = config.sandbox.limits();
     d.runtime = Some(config.sandbox.runtime.clone()).filter(|r| !r.is_empty());
+    d.pool_size = config.sandbox.pool_size;
+    d.pool_dir = Some(config.data_dir.join("workspaces"));
     d
 }
 
@@ -50,24 +56,35 @@ pub fn fallback_warning(reason: &SandboxError) -> String {
     )
 }
 
+/// Connects the configured backend, or docker with local as the fallback.
 pub(crate) async fn connect(
     config: &Config,
     coordinator_id: &str,
     egress: Arc<dyn Egress>,
-) -> Result<Chosen, SandboxError> {
-    let local = |warning| -> Result<Chosen, SandboxError> {
+) -> Result<Connected, SandboxError> {
+    let local = |warning| -> Result<Connected, SandboxError> {
         let provider = LocalProvider::new(local_config(config, Some(egress.clone())))?;
-        Ok(Chosen::Local(Arc::new(provider), warning))
+        // A setuid file left in a workspace gains nothing on the host.
+        let mount = dockhand_sandbox::local::nosuid_mount(&config.data_dir.join("workspaces"))?;
+        Ok(Connected {
+            provider: Arc::new(provider),
+            warning,
+            mount,
+        })
     };
     let docker = || async {
         let provider = DockerProvider::connect(docker_config(config, coordinator_id)).await?;
-        Ok::<_, SandboxError>(provider.with_egress(egress.clone()))
+        Ok::<_, SandboxError>(Connected {
+            provider: Arc::new(provider.with_egress(egress.clone())),
+            warning: None,
+            mount: None,
+        })
     };
     match config.sandbox.backend {
         Some(Backend::Local) => local(None),
-        Some(Backend::Docker) => Ok(Chosen::Docker(Arc::new(docker().await?))),
+        Some(Backend::Docker) => docker().await,
         None => match docker().await {
-            Ok(d) => Ok(Chosen::Docker(Arc::new(d))),
+            Ok(d) => Ok(d),
             Err(e) => {
                 let warning = fallback_warning(&e);
                 tracing::warn!("{warning}");

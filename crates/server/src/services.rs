@@ -11,7 +11,6 @@ use dockhand_model::anthropic::AnthropicClient;
 use dockhand_model::anthropic::AnthropicConfig;
 use dockhand_protocol::TaskId;
 use dockhand_sandbox::SandboxProvider;
-use dockhand_sandbox::docker::DockerProvider;
 use dockhand_sandbox::local::NosuidMount;
 use dockhand_store::Store;
 use dockhand_store::StoreOptions;
@@ -24,8 +23,6 @@ use crate::data_dir::coordinator_id;
 use crate::egress::EgressService;
 use crate::error::StartError;
 use crate::hub::Hub;
-use crate::pool::Pool;
-use crate::sandboxes::Chosen;
 use crate::scheduler::Scheduler;
 use crate::secrets::Keys;
 
@@ -49,10 +46,6 @@ pub struct Services {
     pub model: Arc<dyn Model>,
     /// Sandboxes.
     pub sandboxes: Arc<dyn SandboxProvider>,
-    /// The docker provider, when that is the backend (pool, environment cache).
-    pub docker: Option<Arc<DockerProvider>>,
-    /// The warm pool, when there is one.
-    pub pool: Option<Pool>,
     /// The code host.
     pub forge: Forge,
     /// JWT and encryption keys.
@@ -88,23 +81,11 @@ impl Services {
         let egress = Arc::new(EgressService::new(&config));
         let mut warnings = config.warnings.clone();
         let id = coordinator_id(&data_dir)?;
-        let chosen = crate::sandboxes::connect(&config, &id, egress.clone()).await?;
-        let (sandboxes, docker, mount): (Arc<dyn SandboxProvider>, _, _) = match chosen {
-            Chosen::Docker(d) => (d.clone(), Some(d), None),
-            Chosen::Local(l, warning) => {
-                warnings.extend(warning);
-                // A setuid file left in a workspace gains nothing on the host.
-                let mount = dockhand_sandbox::local::nosuid_mount(&data_dir.join("workspaces"))?;
-                (l, None, mount)
-            }
-        };
+        let connected = crate::sandboxes::connect(&config, &id, egress.clone()).await?;
+        warnings.extend(connected.warning);
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let pool = match (&docker, config.sandbox.pool_size) {
-            (Some(d), n) if n > 0 => Some(Pool::new(d.clone(), n, data_dir.join("workspaces"))),
-            _ => None,
-        };
         let g = &config.github;
         let github = GitHubClient::new(&g.web_url, &g.api_url, &g.client_id, &g.client_secret)
             .map_err(|e| StartError::GitHub(e.to_string()))?;
@@ -112,9 +93,7 @@ impl Services {
             store: store.clone(),
             hub,
             model,
-            sandboxes,
-            docker,
-            pool,
+            sandboxes: connected.provider,
             forge: Forge {
                 mirrors: Mirrors::new(data_dir.join("mirrors"), config.remote_policy()),
                 github,
@@ -129,7 +108,7 @@ impl Services {
         Ok(Built {
             services: Arc::new(services),
             new_admin_token,
-            mount,
+            mount: connected.mount,
         })
     }
 

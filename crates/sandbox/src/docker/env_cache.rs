@@ -40,7 +40,7 @@ use crate::SandboxError;
 use crate::egress::Egress;
 
 /// The repository of cached environment images.
-pub const ENV_IMAGE_REPO: &str = "dockhand-env";
+pub const ENV_IMAGE_REPO: &str = crate::ENVIRONMENT_IMAGE_REPO;
 /// Label (`=1`) on every cached environment image.
 pub const ENV_LABEL: &str = "dockhand.env";
 /// Label on a cached environment image: the ID of the image it was built from.
@@ -105,10 +105,7 @@ pub enum EnvCacheError {
 
 impl From<EnvCacheError> for SandboxError {
     fn from(error: EnvCacheError) -> Self {
-        SandboxError::Failed {
-            what: "preparing the repository's environment".into(),
-            message: error.to_string(),
-        }
+        SandboxError::Environment(error.to_string())
     }
 }
 

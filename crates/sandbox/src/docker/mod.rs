@@ -11,7 +11,10 @@
 //! negotiates down to what the daemon speaks.
 //!
 //! This file holds the provider. Below it, each file imports only those further down:
-//! `sandbox` (the [`Sandbox`] implementation) uses `oneshot` and `shell`, which run
+//! `pool` (the warm pool) and `images` (environment images, over `env_cache` and
+//! `image`) use `engine` (what they share with the provider: the client, the
+//! configuration, the egress proxy), which wraps containers in a
+//! `sandbox` (the [`Sandbox`] implementation); that uses `oneshot` and `shell`, which run
 //! processes in a `container` (the shared handle: kills, counters, egress link,
 //! replacement); that starts processes through `exec`, and containers through
 //! `lifecycle`; `plan`, `scripts`, `egress` (with `archive`), `limits`, `config` and
@@ -22,22 +25,22 @@ mod archive;
 mod config;
 mod container;
 mod egress;
+mod engine;
 pub mod env_cache;
 mod exec;
 pub mod image;
+mod images;
 mod lifecycle;
 pub mod limits;
 mod oneshot;
 pub mod plan;
+mod pool;
 mod sandbox;
 mod scripts;
 mod shell;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::PoisonError;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -48,20 +51,23 @@ use self::api::api_error;
 use self::api::message;
 use self::api::short;
 pub use self::config::DockerConfig;
-use self::container::Container;
+use self::engine::Engine;
+use self::images::DockerImages;
 pub use self::plan::LABEL_COORDINATOR;
 pub use self::plan::LABEL_POOL;
 pub use self::plan::LABEL_TASK;
 pub use self::plan::Role;
 pub use self::plan::plan;
+use self::pool::Pool;
 use self::sandbox::BACKEND;
-use self::sandbox::DockerSandbox;
+use crate::Images;
 use crate::Result;
 use crate::Sandbox;
 use crate::SandboxError;
 use crate::SandboxInfo;
 use crate::SandboxProvider;
 use crate::SandboxSpec;
+use crate::WarmPool;
 use crate::egress::Egress;
 
 const ENGINE_FIX: &str =
@@ -102,18 +108,11 @@ pub struct DockerContainer {
     pub state: String,
 }
 
-/// A started warm-pool container waiting for a task.
-struct PoolEntry {
-    id: String,
-    workspace: PathBuf,
-}
-
 /// Makes containers through one Docker engine.
 pub struct DockerProvider {
-    docker: Docker,
-    config: Arc<DockerConfig>,
-    pool: Mutex<HashMap<String, PoolEntry>>,
-    egress: Option<Arc<dyn Egress>>,
+    engine: Engine,
+    pool: Option<Pool>,
+    images: DockerImages,
 }
 
 impl DockerProvider {
@@ -142,35 +141,54 @@ impl DockerProvider {
             .negotiate_version()
             .await
             .map_err(|e| unavailable(format!("the engine does not answer: {e}")))?;
-        Ok(DockerProvider {
+        Ok(DockerProvider::assemble(Engine {
             docker,
             config: Arc::new(config),
-            pool: Mutex::new(HashMap::new()),
             egress: None,
-        })
+        }))
+    }
+
+    /// The provider on `engine`, with a warm pool when one is configured.
+    fn assemble(engine: Engine) -> DockerProvider {
+        let config = &engine.config;
+        let pool = match (&config.pool_dir, config.pool_size) {
+            (Some(dir), size) if size > 0 => Some(Pool::new(engine.clone(), size, dir.clone())),
+            _ => None,
+        };
+        DockerProvider {
+            images: DockerImages {
+                engine: engine.clone(),
+            },
+            pool,
+            engine,
+        }
     }
 
     /// The same provider, relaying `allowlist` sandboxes' traffic to `egress`;
-    /// without one they reach nothing, as at `none`.
-    pub fn with_egress(mut self, egress: Arc<dyn Egress>) -> DockerProvider {
-        self.egress = Some(egress);
-        self
+    /// without one they reach nothing, as at `none`. Call it before the warm
+    /// pool fills.
+    pub fn with_egress(self, egress: Arc<dyn Egress>) -> DockerProvider {
+        DockerProvider::assemble(Engine {
+            egress: Some(egress),
+            ..self.engine
+        })
     }
 
     /// The engine client, for image and environment-cache code.
     pub fn client(&self) -> &bollard::Docker {
-        &self.docker
+        &self.engine.docker
     }
 
     /// The configuration the provider was made with.
     pub fn config(&self) -> &DockerConfig {
-        &self.config
+        &self.engine.config
     }
 
     /// For `dockhand doctor`: the engine version, whether the default image exists,
     /// and whether the configured runtime is known to the daemon.
     pub async fn check(&self) -> Result<DockerCheck> {
         let version = self
+            .engine
             .docker
             .version()
             .await
@@ -180,8 +198,8 @@ impl DockerProvider {
             version.version.as_deref().unwrap_or("unknown"),
             version.api_version.as_deref().unwrap_or("unknown")
         );
-        let name = &self.config.image;
-        let image = match self.docker.inspect_image(name).await {
+        let name = &self.engine.config.image;
+        let image = match self.engine.docker.inspect_image(name).await {
             Ok(_) => CheckItem {
                 ok: true,
                 detail: format!("{name} present"),
@@ -200,9 +218,9 @@ impl DockerProvider {
                 fix: None,
             },
         };
-        let runtime = match &self.config.runtime {
+        let runtime = match &self.engine.config.runtime {
             None => None,
-            Some(runtime) => Some(match self.docker.info().await {
+            Some(runtime) => Some(match self.engine.docker.info().await {
                 Ok(info) => {
                     let mut known: Vec<String> =
                         info.runtimes.unwrap_or_default().into_keys().collect();
@@ -237,11 +255,6 @@ impl DockerProvider {
         })
     }
 
-    /// Force-removes a container (stopping it first). Already gone is fine.
-    pub async fn remove_container(&self, id: &str) -> Result<()> {
-        lifecycle::remove(&self.docker, id).await
-    }
-
     /// Every container with a `dockhand.coordinator` label, whichever coordinator made
     /// it, so the caller can tell its own orphans from others'.
     pub async fn list_all(&self) -> Result<Vec<DockerContainer>> {
@@ -255,6 +268,7 @@ impl DockerProvider {
             ..Default::default()
         };
         let found = self
+            .engine
             .docker
             .list_containers(Some(options))
             .await
@@ -275,104 +289,6 @@ impl DockerProvider {
             })
             .collect())
     }
-
-    /// Starts a warm-pool container from the default image for each `(slot, workspace)`,
-    /// with network, labelled `dockhand.pool=<slot>`. Slots already filled are left as
-    /// they are. Returns the first failure after trying every slot.
-    pub async fn fill_pool(&self, slots: Vec<(String, PathBuf)>) -> Result<()> {
-        let wanted: Vec<(String, PathBuf)> = {
-            let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-            slots
-                .into_iter()
-                .filter(|(slot, _)| !pool.contains_key(slot))
-                .collect()
-        };
-        let launches = wanted.into_iter().map(|(slot, workspace)| async move {
-            let spec = pool_spec(&self.config, &workspace);
-            let role = Role::Pool(slot.clone());
-            let id = lifecycle::launch(&self.docker, &self.config, &spec, &role).await;
-            (slot, workspace, id)
-        });
-        let mut first_error = None;
-        for (slot, workspace, id) in futures_util::future::join_all(launches).await {
-            match id {
-                Ok(id) => {
-                    let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-                    pool.insert(slot, PoolEntry { id, workspace });
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Whether `slot` holds a started container waiting for a task.
-    pub fn pool_has(&self, slot: &str) -> bool {
-        self.pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(slot)
-    }
-
-    /// Hands out the pool container in `slot` to `task_id`, if it is still running. Its
-    /// labels keep naming the slot (labels cannot change); a replacement made by
-    /// [`Sandbox::replace`] is labelled for the task.
-    pub async fn take_pool(&self, slot: &str, task_id: &str) -> Option<Arc<dyn Sandbox>> {
-        let entry = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(slot)?;
-        let running = self
-            .docker
-            .inspect_container(&entry.id, None)
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.running)
-            == Some(true);
-        if !running {
-            tracing::warn!(
-                slot,
-                container = short(&entry.id),
-                "pool container not running"
-            );
-            let _ = lifecycle::remove(&self.docker, &entry.id).await;
-            return None;
-        }
-        let mut spec = pool_spec(&self.config, &entry.workspace);
-        spec.task_id = task_id.to_owned();
-        Some(self.sandbox(spec, Role::Task(task_id.to_owned()), entry.id))
-    }
-
-    fn sandbox(&self, spec: SandboxSpec, role: Role, id: String) -> Arc<dyn Sandbox> {
-        let container = Container::new(
-            self.docker.clone(),
-            Arc::clone(&self.config),
-            spec,
-            role,
-            id,
-            self.egress.clone(),
-        );
-        Arc::new(DockerSandbox {
-            container: Arc::new(container),
-        })
-    }
-}
-
-/// The spec of a pool container: default image, network level and limits, no
-/// extra environment.
-pub fn pool_spec(config: &DockerConfig, workspace: &std::path::Path) -> SandboxSpec {
-    SandboxSpec {
-        task_id: String::new(),
-        workspace: workspace.to_path_buf(),
-        network: config.pool_network,
-        limits: config.pool_limits,
-        env: Vec::new(),
-        image: None,
-    }
 }
 
 #[async_trait]
@@ -386,15 +302,25 @@ impl SandboxProvider for DockerProvider {
         Some(plan::SANDBOX_UID)
     }
 
+    fn noun(&self) -> &'static str {
+        "container"
+    }
+
+    /// Containers stay for the idle window after a run, and across restarts.
+    fn keeps_finished(&self) -> bool {
+        true
+    }
+
     async fn create(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
         let role = Role::Task(spec.task_id.clone());
-        let id = lifecycle::launch(&self.docker, &self.config, &spec, &role).await?;
-        Ok(self.sandbox(spec, role, id))
+        let engine = &self.engine;
+        let id = lifecycle::launch(&engine.docker, &engine.config, &spec, &role).await?;
+        Ok(engine.sandbox(spec, role, id))
     }
 
     async fn attach(&self, id: &str, spec: SandboxSpec) -> Result<Option<Arc<dyn Sandbox>>> {
         let what = || format!("attaching to container {}", short(id));
-        let inspect = match self.docker.inspect_container(id, None).await {
+        let inspect = match self.engine.docker.inspect_container(id, None).await {
             Ok(inspect) => inspect,
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
@@ -406,7 +332,7 @@ impl SandboxProvider for DockerProvider {
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
-        if labels.get(LABEL_COORDINATOR) != Some(&self.config.coordinator_id) {
+        if labels.get(LABEL_COORDINATOR) != Some(&self.engine.config.coordinator_id) {
             tracing::warn!(
                 container = short(id),
                 "not made by this coordinator; not attaching"
@@ -416,29 +342,33 @@ impl SandboxProvider for DockerProvider {
         let full_id = inspect.id.unwrap_or_else(|| id.to_owned());
         let state = inspect.state.unwrap_or_default();
         if state.paused == Some(true) {
-            self.docker
+            self.engine
+                .docker
                 .unpause_container(&full_id)
                 .await
                 .map_err(|e| api_error(what(), e))?;
         } else if state.running != Some(true) {
-            self.docker
+            self.engine
+                .docker
                 .start_container(&full_id, None)
                 .await
                 .map_err(|e| api_error(what(), e))?;
         }
         let role = Role::Task(spec.task_id.clone());
-        let sandbox = self.sandbox(spec, role, full_id);
+        let sandbox = self.engine.sandbox(spec, role, full_id);
         // Commands interrupted by a coordinator crash must not keep running.
         sandbox.kill_all().await?;
         Ok(Some(sandbox))
     }
 
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
-        let label = format!("{LABEL_COORDINATOR}={}", self.config.coordinator_id);
+        let label = format!("{LABEL_COORDINATOR}={}", self.engine.config.coordinator_id);
+        let waiting = |id: &str| self.pool.as_ref().is_some_and(|p| p.holds(id));
         let mut infos: Vec<SandboxInfo> = self
             .list_labelled(label)
             .await?
             .into_iter()
+            .filter(|c| !waiting(&c.id))
             .map(|c| SandboxInfo {
                 backend: BACKEND.to_owned(),
                 task_id: c.labels.get(LABEL_TASK).cloned(),
@@ -447,5 +377,17 @@ impl SandboxProvider for DockerProvider {
             .collect();
         infos.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(infos)
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        lifecycle::remove(&self.engine.docker, id).await
+    }
+
+    fn warm_pool(&self) -> Option<&dyn WarmPool> {
+        self.pool.as_ref().map(|p| p as &dyn WarmPool)
+    }
+
+    fn images(&self) -> Option<&dyn Images> {
+        Some(&self.images)
     }
 }

@@ -68,7 +68,7 @@ async fn drive(
 ) -> Result<String, RunError> {
     let provisioned = provision::provision(s, &mut task, cancel).await;
     // Refill after the task's own start-up, not during it (a no-op when full).
-    if let Some(pool) = &s.pool {
+    if let Some(pool) = s.sandboxes.warm_pool() {
         pool.refill();
     }
     let provisioned = provisioned?;
@@ -83,9 +83,9 @@ async fn drive(
     if now != task.sandbox {
         let _ = s.store.set_sandbox(&task.id, now).await;
     }
-    // A docker container stays for the idle window, so a follow-up starts at once;
-    // the janitor removes it after. Local sandboxes hold nothing worth keeping.
-    if s.docker.is_none() {
+    // A kept sandbox (a docker container) stays for the idle window, so a
+    // follow-up starts at once; the janitor removes it after.
+    if !s.sandboxes.keeps_finished() {
         if let Err(e) = sandbox.destroy().await {
             tracing::warn!(task = %task.id, error = %e, "releasing the sandbox");
         }

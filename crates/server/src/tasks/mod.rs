@@ -94,7 +94,7 @@ impl<'a> TaskService<'a> {
         if let Some(image) = &input.image {
             crate::policy::image_allowed(
                 &s.config,
-                s.docker.as_deref(),
+                s.sandboxes.images(),
                 image.as_str(),
                 actor.user.id,
             )

@@ -43,8 +43,8 @@ async fn docker_containers_are_named_and_labelled_for_their_task() {
 
     // Removing a gone container, or one still running, is fine.
     t1.destroy().await.unwrap();
-    provider.remove_container(&info.id).await.unwrap();
-    provider.remove_container(&t2.info().id).await.unwrap();
+    provider.remove(&info.id).await.unwrap();
+    provider.remove(&t2.info().id).await.unwrap();
     assert_eq!(provider.list().await.unwrap(), vec![]);
 }
 
@@ -127,44 +127,54 @@ async fn docker_attach_after_a_restart_kills_leftovers() {
     );
 }
 
+/// This host's containers waiting in the warm pool, by container id.
+async fn pool_containers(host: &DockerHost) -> Vec<dockhand_sandbox::docker::DockerContainer> {
+    let mine = Some(&host.config.coordinator_id);
+    let all = host.provider.list_all().await.unwrap();
+    all.into_iter()
+        .filter(|c| c.labels.get(LABEL_COORDINATOR) == mine && c.labels.contains_key(LABEL_POOL))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_warm_pool_hands_out_started_containers() {
-    let host = DockerHost::new().await;
+    let pool_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let host = DockerHost::with(|c| {
+        c.pool_size = 2;
+        c.pool_dir = Some(pool_dir.path().to_path_buf());
+    })
+    .await;
     let provider = &host.provider;
-    provider
-        .fill_pool(vec![
-            ("p1".to_owned(), host.workspace("p1")),
-            ("p2".to_owned(), host.workspace("p2")),
-        ])
-        .await
-        .unwrap();
-    let pooled: Vec<_> = provider
-        .list_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.labels.get(LABEL_COORDINATOR) == Some(&host.config.coordinator_id))
-        .collect();
+    let pool = provider.warm_pool().expect("a pool is configured");
+    pool.fill().await;
+    assert_eq!(pool.ready(), 2);
+    let pooled = pool_containers(&host).await;
     assert_eq!(pooled.len(), 2);
     assert!(pooled.iter().all(|c| c.state == "running"));
-    let mut slots: Vec<&str> = pooled
-        .iter()
-        .map(|c| c.labels[LABEL_POOL].as_str())
-        .collect();
-    slots.sort();
-    assert_eq!(slots, ["p1", "p2"]);
     assert!(pooled.iter().all(|c| !c.labels.contains_key(LABEL_TASK)));
+    assert_ne!(pooled[0].labels[LABEL_POOL], pooled[1].labels[LABEL_POOL]);
+    // Waiting containers are the pool's, not sandboxes a janitor may remove.
+    assert_eq!(provider.list().await.unwrap(), vec![]);
+    // A full pool starts nothing more.
+    pool.fill().await;
+    assert_eq!(pool_containers(&host).await.len(), 2);
 
-    let sb = provider
-        .take_pool("p1", "t9")
-        .await
-        .expect("slot p1 is filled");
+    let warm = pool.take("t9").await.expect("the pool is filled");
+    assert_eq!(pool.ready(), 1);
+    let sb = warm.sandbox.clone();
     assert_eq!(sb.info().task_id.as_deref(), Some("t9"));
-    assert!(provider.take_pool("p1", "t10").await.is_none());
-    assert!(provider.take_pool("nope", "t10").await.is_none());
+    let mut wanted = host.spec("t9", NetworkLevel::Allowlist);
+    wanted.workspace = warm.workspace.clone();
+    wanted.env.clear();
+    assert!(warm.fits(&wanted));
+    wanted.env = vec![("A".into(), "1".into())];
+    assert!(!warm.fits(&wanted), "variables are fixed at start");
+    wanted.env.clear();
+    wanted.image = Some(host.config.image.clone());
+    assert!(!warm.fits(&wanted), "a named image is not the pool's");
     sh(&*sb, "echo pooled > /workspace/a.txt").await;
     assert_eq!(
-        std::fs::read_to_string(host.workspace("p1").join("a.txt")).unwrap(),
+        std::fs::read_to_string(warm.workspace.join("a.txt")).unwrap(),
         "pooled\n"
     );
     // Pool containers get the operator's default level: `allowlist`, no interface.
@@ -181,4 +191,41 @@ async fn docker_warm_pool_hands_out_started_containers() {
         .find(|i| i.id == sb.info().id)
         .unwrap();
     assert_eq!(replaced.task_id.as_deref(), Some("t9"));
+
+    // A waiting container that stopped is not handed out; it and its workspace go.
+    let stopped = pool_containers(&host)
+        .await
+        .into_iter()
+        .find(|c| c.id != warm.sandbox.info().id)
+        .unwrap();
+    host.docker
+        .stop_container(&stopped.id, None::<StopContainerOptions>)
+        .await
+        .unwrap();
+    assert!(pool.take("t10").await.is_none());
+    assert!(
+        pool_containers(&host)
+            .await
+            .iter()
+            .all(|c| c.id != stopped.id)
+    );
+    let left: Vec<_> = std::fs::read_dir(pool_dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the taken slot's workspace: {left:?}");
+
+    // Draining removes the waiting containers and their workspaces.
+    pool.fill().await;
+    assert_eq!(pool.ready(), 2);
+    pool.drain().await;
+    assert_eq!(pool.ready(), 0);
+    assert_eq!(pool_containers(&host).await.len(), 0);
+    let left: Vec<_> = std::fs::read_dir(pool_dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_without_a_pool_dir_has_no_warm_pool() {
+    let host = DockerHost::with(|c| c.pool_size = 3).await;
+    assert!(host.provider.warm_pool().is_none());
+    assert!(host.provider.keeps_finished());
+    assert_eq!(host.provider.noun(), "container");
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use dockhand_forge::Environment;
 use dockhand_protocol::ErrorEvent;
 use dockhand_protocol::EventBody;
-use dockhand_sandbox::docker::env_cache::EnvBuild;
-use dockhand_sandbox::docker::env_cache::ensure_env_image;
+use dockhand_sandbox::EnvironmentBuild;
+use dockhand_sandbox::SandboxError;
 use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,7 @@ pub(super) async fn image(
 /// The repository's image if the policy allows it; otherwise a `policy` note.
 async fn granted(s: &Services, task: &TaskRow, asked: &str) -> Option<String> {
     let cfg = &s.config;
-    match crate::policy::image_allowed(cfg, s.docker.as_deref(), asked, task.user_id).await {
+    match crate::policy::image_allowed(cfg, s.sandboxes.images(), asked, task.user_id).await {
         Ok(()) => Some(asked.to_owned()),
         Err(why) => {
             let detail = format!(
@@ -79,8 +79,12 @@ async fn setup(
     base: Option<String>,
     cancel: &CancellationToken,
 ) -> Result<Option<String>, RunError> {
-    let Some(provider) = &s.docker else {
-        let message = "this repository's environment has `setup`, which needs the docker backend; it was skipped".to_owned();
+    let Some(images) = s.sandboxes.images() else {
+        let message = format!(
+            "this repository's environment has `setup`, which needs a backend that runs images \
+             (docker); the {} backend skipped it",
+            s.sandboxes.backend()
+        );
         let _ = s
             .store
             .append(&task.id, EventBody::Error(ErrorEvent { message }));
@@ -89,26 +93,24 @@ async fn setup(
     let t = Instant::now();
     let cfg = &s.config;
     let mut out = StepOutput::new(&s.store, &task.id, "setup");
-    let build = EnvBuild {
-        base_image: base.unwrap_or_else(|| provider.config().image.clone()),
+    let build = EnvironmentBuild {
+        base_image: base,
         setup: script.to_owned(),
         owner: task.user_id.to_string(),
         repo: task.repo.clone(),
         network: crate::policy::setup_network(cfg, applied.network),
         limits: applied.limits,
-        labels: [(
-            dockhand_sandbox::docker::LABEL_COORDINATOR.to_owned(),
-            provider.config().coordinator_id.clone(),
-        )]
-        .into(),
         timeout: Duration::from_secs(cfg.sandbox.setup_timeout_secs),
     };
-    let egress = Some(s.egress.clone() as _);
+    let mut output = |b: &[u8]| out.push(b);
     let built = tokio::select! {
-        r = ensure_env_image(provider.client(), &build, egress, |b| out.push(b)) => r,
+        r = images.build(&build, &mut output) => r,
         _ = cancel.cancelled() => return Err(RunError::Cancelled),
     };
-    let built = built.map_err(|e| RunError::Setup(e.to_string()))?;
+    let built = built.map_err(|e| match e {
+        SandboxError::Environment(why) => RunError::Setup(why),
+        other => RunError::Sandbox(other),
+    })?;
     s.store.touch_env_image(&built.image).await?;
     let how = if built.built { "built" } else { "cached" };
     let detail = Some(format!("{how} {}", built.image));

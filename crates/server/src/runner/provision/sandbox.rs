@@ -9,6 +9,7 @@ use dockhand_forge::Environment;
 use dockhand_protocol::SandboxRef;
 use dockhand_sandbox::Sandbox;
 use dockhand_sandbox::SandboxSpec;
+use dockhand_sandbox::WarmSandbox;
 use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,7 @@ pub(super) async fn start(
     s: &Services,
     task: &TaskRow,
     spec: SandboxSpec,
-    warm: Option<Arc<dyn Sandbox>>,
+    warm: Option<WarmSandbox>,
     cancel: &CancellationToken,
 ) -> Result<Arc<dyn Sandbox>, RunError> {
     let t = Instant::now();
@@ -54,18 +55,13 @@ pub(super) async fn start(
         Some(r) if r.backend == provider.backend() => provider.attach(&r.id, spec.clone()).await?,
         _ => None,
     };
-    // A pool sandbox has the default image, level and limits, and no variables.
-    let cfg = &s.config;
-    let fits = spec.image.is_none()
-        && spec.env.is_empty()
-        && spec.network == cfg.sandbox.network.level
-        && spec.limits == cfg.sandbox.limits();
+    let fits = warm.as_ref().is_some_and(|w| w.fits(&spec));
     let (sandbox, how) = match (attached, warm) {
         (Some(a), warm) => {
             release(warm).await;
             (a, "re-attached")
         }
-        (None, Some(w)) if fits => (w, "warm pool"),
+        (None, Some(w)) if fits => (w.sandbox, "warm pool"),
         (None, warm) => {
             release(warm).await;
             let created = tokio::select! {
@@ -81,19 +77,15 @@ pub(super) async fn start(
         id: info.id.clone(),
     };
     s.store.set_sandbox(&task.id, Some(recorded)).await?;
-    let name = if s.docker.is_some() {
-        "container"
-    } else {
-        "sandbox"
-    };
+    let name = provider.noun();
     let short = &info.id[..info.id.len().min(12)];
     let detail = Some(format!("{how} {} {short}", info.backend));
     phase_at(&s.store, &task.id, name, t.elapsed(), detail, Some(network));
     Ok(sandbox)
 }
 
-async fn release(warm: Option<Arc<dyn Sandbox>>) {
-    if let Some(w) = warm {
+async fn release(warm: Option<WarmSandbox>) {
+    if let Some(WarmSandbox { sandbox: w, .. }) = warm {
         let _ = w.destroy().await;
     }
 }

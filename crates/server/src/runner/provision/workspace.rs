@@ -4,30 +4,28 @@
 
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use dockhand_forge::Environment;
 use dockhand_forge::RepoSource;
-use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::WarmSandbox;
 use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 
 use super::super::error::RunError;
 use super::super::events::phase;
-use crate::data_dir::make_workspace_dir;
 use crate::services::Services;
 
 /// The task's workspace directory, and the warm-pool sandbox serving it, if
 /// one was taken.
-pub(super) async fn choose(s: &Services, task: &TaskRow) -> (PathBuf, Option<Arc<dyn Sandbox>>) {
+pub(super) async fn choose(s: &Services, task: &TaskRow) -> (PathBuf, Option<WarmSandbox>) {
     if let Some(kept) = &task.workspace {
         return (PathBuf::from(kept), None);
     }
-    if let (Some(pool), None) = (&s.pool, &task.sandbox)
-        && let Some((dir, sandbox)) = pool.take(task.id.as_str()).await
+    if let (Some(pool), None) = (s.sandboxes.warm_pool(), &task.sandbox)
+        && let Some(warm) = pool.take(task.id.as_str()).await
     {
-        return (dir, Some(sandbox));
+        return (warm.workspace.clone(), Some(warm));
     }
     (s.workspace_dir(&task.id), None)
 }
@@ -70,7 +68,7 @@ async fn clone(
     if ws.exists() {
         clear_dir(ws).map_err(|e| RunError::Io(format!("clearing {}: {e}", ws.display())))?;
     }
-    make_workspace_dir(ws, owner)
+    dockhand_sandbox::make_workspace(ws, owner)
         .map_err(|e| RunError::Io(format!("creating {}: {e}", ws.display())))?;
     let (from, origin, via) = mirror(s, task, source, cancel).await?;
     let info = tokio::select! {
