@@ -248,6 +248,12 @@ impl Renderer {
             EventBody::PullRequest(p) => {
                 println!("{}", s.paint("1", &format!("pull request: {}", p.url)))
             }
+            EventBody::Checkpoint(c) => {
+                if let Some(why) = &c.skipped_reason {
+                    let line = format!("checkpoint after turn {} skipped: {why}", c.turn);
+                    println!("{}", s.paint("33", &line));
+                }
+            }
         }
     }
 }

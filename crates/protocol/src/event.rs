@@ -46,6 +46,8 @@ pub enum EventBody {
     Error(ErrorEvent),
     /// A pull request was opened or updated.
     PullRequest(PullRequestEvent),
+    /// The workspace was checkpointed after a turn, or the checkpoint was skipped.
+    Checkpoint(CheckpointEvent),
 }
 
 impl EventBody {
@@ -64,6 +66,7 @@ impl EventBody {
             EventBody::Diff(_) => "diff",
             EventBody::Error(_) => "error",
             EventBody::PullRequest(_) => "pull_request",
+            EventBody::Checkpoint(_) => "checkpoint",
         }
     }
 
@@ -82,6 +85,7 @@ impl EventBody {
             EventBody::Diff(d) => serde_json::to_string(d),
             EventBody::Error(d) => serde_json::to_string(d),
             EventBody::PullRequest(d) => serde_json::to_string(d),
+            EventBody::Checkpoint(d) => serde_json::to_string(d),
         }
     }
 }
@@ -219,4 +223,21 @@ pub struct PullRequestEvent {
     pub number: u64,
     /// True when the PR already existed and got new commits.
     pub updated: bool,
+}
+
+/// Payload of `checkpoint`: a snapshot of the workspace taken after a turn that
+/// changed files, stored by the coordinator; or, with `skipped_reason`, one that
+/// was not stored (over `sandbox.checkpoint_max_mb`, or it failed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckpointEvent {
+    /// The index of the conversation message (the turn's tool results) it follows.
+    pub turn: u32,
+    /// The checkpoint commit; absent when the snapshot failed before there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Size of the incremental bundle, in bytes (at least this many when skipped for size).
+    pub bytes: u64,
+    /// Why the checkpoint was not stored; absent when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_reason: Option<String>,
 }

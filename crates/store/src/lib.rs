@@ -5,6 +5,7 @@
 //! own sequence numbers, and publishes committed events in order. Reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
+mod checkpoints;
 mod column;
 mod conversation;
 mod error;
@@ -26,6 +27,8 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
 
+pub use checkpoints::CheckpointRow;
+pub use checkpoints::NewCheckpoint;
 pub use conversation::*;
 pub use error::StoreError;
 pub use events::Committed;

@@ -150,6 +150,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(received_at);
     CREATE INDEX sessions_by_expiry ON sessions(expires_at);
     "#,
+    // 6: checkpoints of a task's workspace, one per turn that changed files, each an
+    // incremental git bundle kept in `blobs` (BLOB is BYTEA on PostgreSQL).
+    r#"
+    CREATE TABLE blobs (
+        id INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks(id),
+        turn INTEGER NOT NULL,
+        commit_id TEXT NOT NULL,
+        tree_id TEXT NOT NULL,
+        parent_id INTEGER REFERENCES checkpoints(id),
+        blob_id INTEGER NOT NULL REFERENCES blobs(id),
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX checkpoints_by_task ON checkpoints(task_id, id);
+    "#,
 ];
 
 /// Brings the schema up to date.
