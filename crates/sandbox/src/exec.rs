@@ -67,3 +67,34 @@ pub struct ExecOutput {
 
 /// Receives output as it is produced.
 pub type OutputSink<'a> = &'a mut (dyn FnMut(OutputStream, &[u8]) + Send);
+
+/// Keeps at most `cap` bytes of each stream of a one-shot command and counts
+/// the rest; the sink sees only what is kept.
+pub(crate) struct Capture {
+    cap: usize,
+    pub(crate) out: ExecOutput,
+}
+
+impl Capture {
+    pub(crate) fn new(cap: usize) -> Capture {
+        Capture {
+            cap,
+            out: ExecOutput::default(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, stream: OutputStream, chunk: &[u8], sink: OutputSink<'_>) {
+        let kept = match stream {
+            OutputStream::Stdout => &mut self.out.stdout,
+            OutputStream::Stderr => &mut self.out.stderr,
+        };
+        let room = self.cap.saturating_sub(kept.len()).min(chunk.len());
+        let (keep, rest) = chunk.split_at(room);
+        if !keep.is_empty() {
+            kept.extend_from_slice(keep);
+            // A runaway command cannot flood the event log.
+            sink(stream, keep);
+        }
+        self.out.dropped_bytes += rest.len() as u64;
+    }
+}

@@ -16,6 +16,7 @@ use crate::ExecOutput;
 use crate::OutputSink;
 use crate::OutputStream;
 use crate::Result;
+use crate::exec::Capture;
 
 /// How long output may keep flowing after a timeout's kill. Docker closes an exec's
 /// streams at most about 2 s after its process exits even when an escaped background
@@ -54,10 +55,7 @@ pub(crate) async fn run(
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
-    let mut capture = Capture {
-        cap: output_cap,
-        out: ExecOutput::default(),
-    };
+    let mut capture = Capture::new(output_cap);
     capture.push(OutputStream::Stdout, &stdout, sink);
     capture.push(OutputStream::Stderr, &stderr, sink);
     let mut drain_until: Option<Instant> = None;
@@ -102,29 +100,6 @@ pub(crate) async fn run(
         exec::exit_code(&container.docker, &exec_id).await?
     };
     Ok(out)
-}
-
-/// Keeps at most `cap` bytes of each stream and counts the rest.
-struct Capture {
-    cap: usize,
-    out: ExecOutput,
-}
-
-impl Capture {
-    fn push(&mut self, stream: OutputStream, chunk: &[u8], sink: OutputSink<'_>) {
-        let kept = match stream {
-            OutputStream::Stdout => &mut self.out.stdout,
-            OutputStream::Stderr => &mut self.out.stderr,
-        };
-        let room = self.cap.saturating_sub(kept.len()).min(chunk.len());
-        let (keep, rest) = chunk.split_at(room);
-        if !keep.is_empty() {
-            kept.extend_from_slice(keep);
-            // The sink sees what is kept: a runaway command cannot flood the event log.
-            sink(stream, keep);
-        }
-        self.out.dropped_bytes += rest.len() as u64;
-    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

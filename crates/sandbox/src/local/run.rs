@@ -34,6 +34,7 @@ use crate::ProcessControl;
 use crate::Result;
 use crate::SandboxError;
 use crate::ShellProcess;
+use crate::exec::Capture;
 
 /// How long output may keep flowing after bwrap itself has exited. The pipes close
 /// as soon as the namespace's last process is gone, which takes moments; this only
@@ -294,10 +295,7 @@ pub(crate) async fn exec(
     let mut stderr = child.stderr.take();
     let mut out_buf = vec![0u8; READ_CHUNK];
     let mut err_buf = vec![0u8; READ_CHUNK];
-    let mut capture = Capture {
-        cap: output_cap,
-        out: ExecOutput::default(),
-    };
+    let mut capture = Capture::new(output_cap);
     let mut status: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
     let mut killed = false;
@@ -347,29 +345,6 @@ pub(crate) async fn exec(
         status.and_then(|s| s.code())
     };
     Ok(out)
-}
-
-/// Keeps at most `cap` bytes of each stream and counts the rest.
-struct Capture {
-    cap: usize,
-    out: ExecOutput,
-}
-
-impl Capture {
-    fn push(&mut self, stream: OutputStream, chunk: &[u8], sink: OutputSink<'_>) {
-        let kept = match stream {
-            OutputStream::Stdout => &mut self.out.stdout,
-            OutputStream::Stderr => &mut self.out.stderr,
-        };
-        let room = self.cap.saturating_sub(kept.len()).min(chunk.len());
-        let (keep, rest) = chunk.split_at(room);
-        if !keep.is_empty() {
-            kept.extend_from_slice(keep);
-            // The sink sees what is kept: a runaway command cannot flood the event log.
-            sink(stream, keep);
-        }
-        self.out.dropped_bytes += rest.len() as u64;
-    }
 }
 
 async fn read_some<R: AsyncRead + Unpin>(
