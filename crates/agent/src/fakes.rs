@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
@@ -57,6 +58,17 @@ impl ScriptedModel {
         }
     }
 
+    /// A model answering from `answers` that tells `asked` of each turn asked for.
+    pub(crate) fn answering_and_telling(
+        answers: Vec<TurnResponse>,
+        asked: mpsc::UnboundedSender<()>,
+    ) -> Self {
+        ScriptedModel {
+            asked: Some(asked),
+            ..ScriptedModel::new(answers)
+        }
+    }
+
     pub(crate) fn requests(&self) -> Vec<TurnRequest> {
         self.requests.lock().unwrap().clone()
     }
@@ -95,6 +107,8 @@ pub(crate) struct FakeSandbox {
     pub(crate) commands: mpsc::UnboundedSender<String>,
     /// Calls of `kill_all`.
     pub(crate) kill_alls: AtomicUsize,
+    /// `run <command>` for each command, in a log tests may share.
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 struct FakeControl(tokio::task::AbortHandle);
@@ -133,6 +147,7 @@ impl Sandbox for FakeSandbox {
         let (stdin, shell_in) = tokio::io::duplex(64 << 10);
         let (output, mut shell_out) = tokio::io::duplex(64 << 10);
         let (replies, commands) = (self.replies.clone(), self.commands.clone());
+        let log = self.log.clone();
         let shell = tokio::spawn(async move {
             let mut lines = BufReader::new(shell_in).lines();
             let mut command = None;
@@ -148,6 +163,7 @@ impl Sandbox for FakeSandbox {
                     continue;
                 };
                 let nonce = rest.split(' ').next().unwrap_or_default().to_owned();
+                log.lock().unwrap().push(format!("run {command}"));
                 let _ = commands.send(command.clone());
                 let Some((out, code)) = replies.get(command.as_str()) else {
                     return std::future::pending().await;

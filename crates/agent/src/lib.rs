@@ -4,6 +4,7 @@
 //! state lives in the store (`messages`, `inbox`, `tool_calls`), so a run can be
 //! resumed after a crash: see [`run`].
 
+mod checkpoint;
 mod error;
 #[cfg(test)]
 mod fakes;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use dockhand_protocol::TaskId;
 
+pub use checkpoint::Checkpointer;
 pub use error::AgentError;
 pub use prompt::SYSTEM_PROMPT;
 pub use run::AgentCtx;

@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::AgentConfig;
 use crate::AgentError;
 use crate::LiveSink;
+use crate::checkpoint::Checkpointer;
+use crate::checkpoint::InFlight;
 use crate::tools::OutputStreamer;
 use crate::tools::ToolOutcome;
 use crate::tools::Tools;
@@ -50,6 +52,8 @@ pub struct AgentCtx {
     pub config: AgentConfig,
     /// Fires when a person cancels the task.
     pub cancel: CancellationToken,
+    /// Snapshots the workspace after each turn's tool calls; none when `None`.
+    pub checkpointer: Option<Arc<dyn Checkpointer>>,
 }
 
 /// How a run ended well.
@@ -64,14 +68,18 @@ pub struct RunSummary {
 /// Runs the loop until the model ends its turn, a budget runs out, or the task is cancelled.
 pub async fn run(ctx: &AgentCtx) -> Result<RunSummary, AgentError> {
     let mut tools = Tools::new(ctx.sandbox.clone(), ctx.config.tools.clone());
+    let mut checkpoint = InFlight::default();
     let deadline = tokio::time::Instant::now() + ctx.config.budgets.max_wall;
-    let result = match tokio::time::timeout_at(deadline, run_inner(ctx, &mut tools)).await {
+    let inner = run_inner(ctx, &mut tools, &mut checkpoint);
+    let result = match tokio::time::timeout_at(deadline, inner).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::Budget(format!(
             "wall time: the run took longer than {} s (agent.max_wall_secs)",
             ctx.config.budgets.max_wall.as_secs()
         ))),
     };
+    // However the run ended, its last turn's checkpoint completes first.
+    checkpoint.finish().await;
     tools.shutdown().await;
     result
 }
@@ -179,7 +187,11 @@ fn texts(content: &[ContentBlock]) -> String {
         .join("\n")
 }
 
-async fn run_inner(ctx: &AgentCtx, tools: &mut Tools) -> Result<RunSummary, AgentError> {
+async fn run_inner(
+    ctx: &AgentCtx,
+    tools: &mut Tools,
+    checkpoint: &mut InFlight,
+) -> Result<RunSummary, AgentError> {
     let mut conv = Conversation::load(&ctx.store, &ctx.task)?;
     let mut turns = 0u32;
     let mut tokens = 0u64;
@@ -189,6 +201,7 @@ async fn run_inner(ctx: &AgentCtx, tools: &mut Tools) -> Result<RunSummary, Agen
         let open = tool_uses(&last.content);
         if !open.is_empty() {
             let (results, cancelled) = recover_tool_results(ctx, tools, open).await?;
+            let turn = conv.messages.len() as u32;
             conv.push(
                 ctx,
                 Message {
@@ -199,6 +212,7 @@ async fn run_inner(ctx: &AgentCtx, tools: &mut Tools) -> Result<RunSummary, Agen
                 vec![],
             )
             .await?;
+            checkpoint.start(ctx.checkpointer.as_ref(), turn);
             if cancelled {
                 return Err(AgentError::Cancelled);
             }
@@ -287,7 +301,10 @@ async fn run_inner(ctx: &AgentCtx, tools: &mut Tools) -> Result<RunSummary, Agen
             if resp.stop_reason == StopReason::MaxTokens {
                 return Err(AgentError::TruncatedToolCall);
             }
+            // The previous turn's checkpoint completes before this turn's tools run.
+            checkpoint.finish().await;
             let (results, cancelled) = run_tools(ctx, tools, calls).await?;
+            let turn = conv.messages.len() as u32;
             conv.push(
                 ctx,
                 Message {
@@ -298,6 +315,8 @@ async fn run_inner(ctx: &AgentCtx, tools: &mut Tools) -> Result<RunSummary, Agen
                 vec![],
             )
             .await?;
+            // It runs while the model thinks about the results.
+            checkpoint.start(ctx.checkpointer.as_ref(), turn);
             if cancelled {
                 return Err(AgentError::Cancelled);
             }

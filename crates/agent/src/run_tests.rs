@@ -87,6 +87,7 @@ impl Harness {
             replies: replies.iter().copied().collect(),
             commands: tx,
             kill_alls: AtomicUsize::new(0),
+            log: Arc::default(),
         });
         let model = Arc::new(model);
         let deltas = Arc::new(Deltas::default());
@@ -98,6 +99,7 @@ impl Harness {
             sandbox: sandbox.clone(),
             config: AgentConfig::new("m"),
             cancel: CancellationToken::new(),
+            checkpointer: None,
         };
         Harness {
             _dir: dir,
@@ -512,3 +514,6 @@ async fn retries_become_retry_events() {
         ("model API returned 529: Overloaded", 2, 1500)
     );
 }
+
+#[path = "checkpoint_tests.rs"]
+mod checkpoints;

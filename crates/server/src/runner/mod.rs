@@ -118,6 +118,7 @@ async fn run_agent(
         sandbox: sandbox.clone(),
         config,
         cancel: cancel.clone(),
+        checkpointer: None,
     };
     let (summary, budget) = match dockhand_agent::run(&ctx).await {
         Ok(done) => (done.final_text, None),
