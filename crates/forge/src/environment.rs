@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::ForgeError;
 use crate::Result;
-use crate::safe_read::read_beneath;
+use crate::git::git;
+use crate::git::git_raw;
 
 /// Where the file lives in a repository.
 pub const ENVIRONMENT_FILE: &str = ".dockhand/environment.toml";
@@ -163,19 +164,50 @@ impl Environment {
         })
     }
 
-    /// Reads the file from a fresh workspace; the default when the repository has none.
-    pub fn read(workspace: &Path) -> Result<Environment> {
-        match read_beneath(workspace, ENVIRONMENT_FILE, MAX_BYTES) {
-            Ok(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| invalid("the file is not UTF-8".into()))?;
-                Environment::parse(&text)
-            }
-            Err(ForgeError::Unsafe { reason, .. }) if reason == "no such file" => {
-                Ok(Environment::default())
-            }
-            Err(e) => Err(e),
+    /// Reads the file as the repository at `repo` has it at `commit`, without a
+    /// checkout: the default when there is none (a symlinked `.dockhand` holds
+    /// none). Only a regular file is read; a symlink is refused.
+    pub async fn read_at(repo: &Path, commit: &str) -> Result<Environment> {
+        let what = format!("reading {ENVIRONMENT_FILE} at {commit}");
+        if commit.starts_with('-') || commit.contains(':') {
+            return Err(invalid(format!("{commit:?} is not a commit")));
         }
+        let spec = format!("{commit}^{{commit}}");
+        let commit = git(
+            &what,
+            Some(repo),
+            &["rev-parse", "--verify", "--quiet", &spec],
+        )
+        .await?;
+        let listed = git(
+            &what,
+            Some(repo),
+            &["ls-tree", "-l", "-z", &commit, "--", ENVIRONMENT_FILE],
+        )
+        .await?;
+        // `<mode> <type> <object> <size>\t<path>`
+        let fields: Vec<&str> = listed
+            .split(['\t', ' '])
+            .filter(|f| !f.is_empty())
+            .collect();
+        let (mode, object, size) = match fields.as_slice() {
+            [] => return Ok(Environment::default()),
+            [mode, "blob", object, size, ..] => (*mode, *object, *size),
+            _ => return Err(invalid(format!("{ENVIRONMENT_FILE} is not a file"))),
+        };
+        match mode {
+            "100644" | "100755" => {}
+            "120000" => return Err(invalid(format!("{ENVIRONMENT_FILE} is a symlink"))),
+            _ => return Err(invalid(format!("{ENVIRONMENT_FILE} is not a regular file"))),
+        }
+        if size.trim().parse::<u64>().is_ok_and(|n| n > MAX_BYTES) {
+            return Err(invalid(format!(
+                "the file is over the {MAX_BYTES}-byte limit"
+            )));
+        }
+        let bytes = git_raw(&what, Some(repo), &["cat-file", "blob", object], None).await?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid("the file is not UTF-8".into()))?;
+        Environment::parse(&text)
     }
 }
 
@@ -250,36 +282,5 @@ mod tests {
                 "{text}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn reads_beneath_the_workspace_and_refuses_symlinks() {
-        let ws = tempfile::tempdir().unwrap();
-        assert_eq!(
-            Environment::read(ws.path()).unwrap(),
-            Environment::default()
-        );
-        std::fs::create_dir(ws.path().join(".dockhand")).unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(outside.path().join("e.toml"), "image = \"x\"").unwrap();
-        std::os::unix::fs::symlink(
-            outside.path().join("e.toml"),
-            ws.path().join(ENVIRONMENT_FILE),
-        )
-        .unwrap();
-        assert!(
-            Environment::read(ws.path())
-                .unwrap_err()
-                .to_string()
-                .contains("symlink")
-        );
-        std::fs::remove_file(ws.path().join(ENVIRONMENT_FILE)).unwrap();
-        std::fs::write(ws.path().join(ENVIRONMENT_FILE), "x".repeat(70_000)).unwrap();
-        assert!(
-            Environment::read(ws.path())
-                .unwrap_err()
-                .to_string()
-                .contains("limit")
-        );
     }
 }

@@ -35,6 +35,17 @@ pub(crate) async fn git_with(
     args: &[&str],
     reach: Option<&Reach>,
 ) -> Result<String> {
+    let out = git_raw(what, cwd, args, reach).await?;
+    Ok(String::from_utf8_lossy(&out).trim().to_owned())
+}
+
+/// Runs git as [`git_with`] does and returns its stdout as it is.
+pub(crate) async fn git_raw(
+    what: &str,
+    cwd: Option<&Path>,
+    args: &[&str],
+    reach: Option<&Reach>,
+) -> Result<Vec<u8>> {
     let mut cmd = Command::new("git");
     if let Some(reach) = reach {
         let mut config = vec![("http.followRedirects".to_owned(), "false".to_owned())];
@@ -96,7 +107,7 @@ pub(crate) async fn git_with(
             stderr,
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(out.stdout)
 }
 
 /// Clones `src` into the empty directory `dest` and creates `branch` from the

@@ -357,3 +357,61 @@ async fn the_github_client_speaks_githubs_wire_shapes() {
     assert_eq!(json(6), serde_json::json!({"body": "Hello"}));
     assert_eq!(posts.len(), 7);
 }
+
+#[tokio::test]
+async fn the_environment_is_read_from_the_commit_not_a_checkout() {
+    use dockhand_forge::Environment;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    commit_file(repo, "README", "r\n");
+    let bare = git(repo, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        Environment::read_at(repo, &bare).await.unwrap(),
+        Environment::default()
+    );
+
+    std::fs::create_dir(repo.join(".dockhand")).unwrap();
+    commit_file(repo, ".dockhand/environment.toml", "image = \"rust:1\"\n");
+    let with_file = git(repo, &["rev-parse", "HEAD"]);
+    // What the working tree holds later does not count; the commit does.
+    std::fs::write(repo.join(".dockhand/environment.toml"), "image = \"x:2\"\n").unwrap();
+    let env = Environment::read_at(repo, &with_file).await.unwrap();
+    assert_eq!(env.image.as_deref(), Some("rust:1"));
+    assert_eq!(
+        Environment::read_at(repo, &bare).await.unwrap(),
+        Environment::default()
+    );
+
+    let reason = |commit: String| async move {
+        Environment::read_at(repo, &commit)
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    commit_file(repo, ".dockhand/environment.toml", "imgae = \"typo\"\n");
+    let typo = reason(git(repo, &["rev-parse", "HEAD"])).await;
+    assert!(typo.contains("imgae"), "{typo}");
+    commit_file(repo, ".dockhand/environment.toml", &"#".repeat(70_000));
+    let big = reason(git(repo, &["rev-parse", "HEAD"])).await;
+    assert!(big.contains("limit"), "{big}");
+    std::fs::remove_file(repo.join(".dockhand/environment.toml")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", repo.join(".dockhand/environment.toml")).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "link"]);
+    let link = reason(git(repo, &["rev-parse", "HEAD"])).await;
+    assert!(link.contains("symlink"), "{link}");
+    // A `.dockhand` that is itself a symlink holds no file of the repository's.
+    git(repo, &["rm", "-q", "-r", ".dockhand"]);
+    std::os::unix::fs::symlink("/etc", repo.join(".dockhand")).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "dir link"]);
+    let head = git(repo, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        Environment::read_at(repo, &head).await.unwrap(),
+        Environment::default()
+    );
+    for bad in ["--output=/tmp/x", "HEAD:README", "no-such-commit"] {
+        assert!(Environment::read_at(repo, bad).await.is_err(), "{bad}");
+    }
+}

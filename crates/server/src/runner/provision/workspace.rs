@@ -71,15 +71,18 @@ async fn clone(
     dockhand_sandbox::make_workspace(ws, owner)
         .map_err(|e| RunError::Io(format!("creating {}: {e}", ws.display())))?;
     let (from, origin, via) = mirror(s, task, source, cancel).await?;
+    let src = RepoSource::Local { path: from.clone() };
     let info = tokio::select! {
-        r = dockhand_forge::clone_workspace(&from, ws, task.base_branch.as_deref(), &task.branch, origin) => r.map_err(RunError::Clone)?,
+        r = dockhand_forge::clone_workspace(&src, ws, task.base_branch.as_deref(), &task.branch, origin) => r.map_err(RunError::Clone)?,
         _ = cancel.cancelled() => return Err(RunError::Cancelled),
     };
     if let Some(uid) = owner {
         chown_tree(ws, uid).await?;
     }
-    // Read once, from the clone as the repository has it, before the agent can touch it.
-    let env = Environment::read(ws).map_err(RunError::Environment)?;
+    // Read from the repository at the base commit, never from the workspace.
+    let env = Environment::read_at(&from, &info.base_commit)
+        .await
+        .map_err(RunError::Environment)?;
     let env_json = serde_json::to_string(&env).map_err(|e| RunError::Io(e.to_string()))?;
     let store = &s.store;
     store
@@ -96,28 +99,24 @@ async fn clone(
     Ok(env)
 }
 
-/// What to clone from: a remote repository through its mirror, fetched with
-/// the user's token (sent only to GitHub itself); the workspace's origin is
-/// the plain URL, with no credentials in it.
+/// The repository to clone from: a local one as it is, a remote one through
+/// its mirror, fetched with the user's token (sent only to GitHub itself); the
+/// workspace's origin is the plain URL, with no credentials in it.
 async fn mirror<'a>(
     s: &Services,
     task: &TaskRow,
     source: &'a RepoSource,
     cancel: &CancellationToken,
-) -> Result<(RepoSource, Option<&'a str>, &'static str), RunError> {
+) -> Result<(PathBuf, Option<&'a str>, &'static str), RunError> {
     match source {
-        RepoSource::Local { .. } => Ok((source.clone(), None, "")),
+        RepoSource::Local { path } => Ok((path.clone(), None, "")),
         RepoSource::Remote { url } => {
             let token = s.user_token(task.user_id);
             let mirror = tokio::select! {
                 r = s.forge.mirrors.sync(url, token.as_deref()) => r.map_err(RunError::Clone)?,
                 _ = cancel.cancelled() => return Err(RunError::Cancelled),
             };
-            Ok((
-                RepoSource::Local { path: mirror },
-                Some(url.as_str()),
-                " via the mirror",
-            ))
+            Ok((mirror, Some(url.as_str()), " via the mirror"))
         }
     }
 }
