@@ -39,6 +39,13 @@ const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
 [ -f "$1" ] || exit 5
 exec head -c "$2" < "$1""#;
 
+// As READ_SCRIPT, refusing a symlink rather than following it.
+const DOWNLOAD_SCRIPT: &str = r#"[ -L "$1" ] && exit 5
+[ -e "$1" ] || exit 3
+[ -d "$1" ] && exit 4
+[ -f "$1" ] || exit 5
+exec head -c "$2" < "$1""#;
+
 // `$1` path, `$2` its parent directory; the contents arrive on stdin.
 const WRITE_SCRIPT: &str = r#"[ -d "$1" ] && exit 4
 mkdir -p -- "$2" || exit 1
@@ -56,12 +63,21 @@ const SMALL_CAP: usize = 64 * 1024;
 /// Reads the regular file at `path`, at most `max` bytes and one more: getting that
 /// one is how [`read_answer`] knows the file is too large, without reading the rest.
 pub(crate) fn read_request(path: &str, max: usize) -> ExecRequest {
+    capped_read(READ_SCRIPT, path, max)
+}
+
+/// As [`read_request`], refusing a symlink at `path`; [`read_answer`] reads the answer.
+pub(crate) fn download_request(path: &str, max: usize) -> ExecRequest {
+    capped_read(DOWNLOAD_SCRIPT, path, max)
+}
+
+fn capped_read(script: &str, path: &str, max: usize) -> ExecRequest {
     let want = u64::try_from(max)
         .unwrap_or(u64::MAX)
         .saturating_add(1)
         .min(i64::MAX as u64);
     let cap = usize::try_from(want).unwrap_or(usize::MAX);
-    request(READ_SCRIPT, &[path, &want.to_string()], None, cap)
+    request(script, &[path, &want.to_string()], None, cap)
 }
 
 /// The file's contents, or why [`read_request`] got none.
@@ -160,6 +176,22 @@ fn parent_dir(path: &str) -> &str {
         Some(0) => "/",
         Some(i) => &trimmed[..i],
         None => ".",
+    }
+}
+
+/// Refuses a file name that is not one plain path component.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(SandboxError::Invalid(format!(
+            "{name:?} is not a plain file name"
+        )))
     }
 }
 

@@ -190,6 +190,25 @@ pub trait Sandbox: Send + Sync {
         files::write_answer(path, out)
     }
 
+    /// Copies `data` into the sandbox as file `name` in directory `dir` (which
+    /// must exist), readable by the sandbox user: how the coordinator hands over
+    /// bundles. The docker backend uses the Engine API's archive upload.
+    async fn upload(&self, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+        files::check_name(name)?;
+        self.write_file(&format!("{}/{name}", dir.trim_end_matches('/')), data)
+            .await
+    }
+
+    /// Copies the regular file at `path` out of the sandbox, refusing a symlink
+    /// (never followed), a directory or more than `max` bytes: how the coordinator
+    /// takes bundles back. The docker backend uses the archive download.
+    async fn download(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        let out = self
+            .exec(files::download_request(path, max), &mut |_, _| {})
+            .await?;
+        files::read_answer(path, max, out)
+    }
+
     /// What is at `path` inside the sandbox.
     async fn file_kind(&self, path: &str) -> Result<FileKind> {
         let out = self.exec(files::kind_request(path), &mut |_, _| {}).await?;

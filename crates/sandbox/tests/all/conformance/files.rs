@@ -142,3 +142,65 @@ pub(crate) async fn files_symlinks_resolve_inside_the_sandbox<F: Fixture>(fx: &F
         std::fs::read_to_string("/etc/passwd").unwrap()
     );
 }
+
+pub(crate) async fn bundles_go_in_and_come_back_whole<F: Fixture>(fx: &F) {
+    let sb = sandbox(fx).await;
+    // Every byte value, and more than one pipe or tar block.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    sh(&*sb, "mkdir -p /workspace/in").await;
+    sb.upload("/workspace/in", "seed.bundle", &data)
+        .await
+        .unwrap();
+    let out = sh(
+        &*sb,
+        "cksum < /workspace/in/seed.bundle; wc -c < /workspace/in/seed.bundle",
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    let wc = text(&out.stdout);
+    assert!(wc.ends_with(&format!("\n{}\n", data.len())), "{wc}");
+    // The sandbox user can read it, and replace it with its own.
+    let out = sh(
+        &*sb,
+        "cp /workspace/in/seed.bundle /workspace/out.bundle && echo done",
+    )
+    .await;
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+    let back = sb
+        .download("/workspace/out.bundle", data.len())
+        .await
+        .unwrap();
+    assert!(back == data, "the bundle came back changed");
+
+    assert!(matches!(
+        sb.download("/workspace/out.bundle", data.len() - 1).await,
+        Err(SandboxError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        sb.download("/workspace/none.bundle", 10).await,
+        Err(SandboxError::NotFound { .. })
+    ));
+    assert!(matches!(
+        sb.download("/workspace/in", 10).await,
+        Err(SandboxError::IsDirectory { .. })
+    ));
+    // A symlink is refused, never followed, wherever it points.
+    sh(
+        &*sb,
+        "ln -s /etc/passwd /workspace/link.bundle; ln -s out.bundle /workspace/near.bundle",
+    )
+    .await;
+    for link in ["/workspace/link.bundle", "/workspace/near.bundle"] {
+        let err = sb.download(link, 1 << 20).await.unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{link}: {err}");
+    }
+    for bad in ["", "..", "a/b", "x\0y"] {
+        assert!(
+            matches!(
+                sb.upload("/workspace/in", bad, b"x").await,
+                Err(SandboxError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}

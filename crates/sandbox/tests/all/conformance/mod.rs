@@ -98,6 +98,7 @@ macro_rules! conformance {
                 files::files_round_trip_through_the_workspace,
                 files::files_refuses_what_it_should,
                 files::files_symlinks_resolve_inside_the_sandbox,
+                files::bundles_go_in_and_come_back_whole,
                 processes::shell_keeps_state_and_merges_stderr_in_order,
                 processes::kill_all_stops_shells_and_commands,
                 processes::killing_a_shell_ends_it_and_only_its_children,
