@@ -5,6 +5,7 @@
 //! The host runs git only in directories it owns or the user's own source
 //! repository, never in a workspace the agent has touched.
 
+mod checkpoint;
 mod environment;
 mod error;
 mod git;
@@ -14,6 +15,8 @@ mod remote;
 mod repo;
 mod safe_read;
 
+pub use checkpoint::CHECKPOINT_REF;
+pub use checkpoint::fetch_checkpoint;
 pub use environment::ENVIRONMENT_FILE;
 pub use environment::Environment;
 pub use environment::Limits;

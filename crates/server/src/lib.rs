@@ -2,6 +2,7 @@
 
 pub mod actor;
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 mod coordinator;
 mod data_dir;

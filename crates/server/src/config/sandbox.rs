@@ -113,6 +113,9 @@ pub struct SandboxConfig {
     pub local_limits: LocalLimits,
     /// The unprivileged host uid local sandboxes run as when the coordinator is root.
     pub local_uid: u32,
+    /// Largest checkpoint (an incremental bundle) kept after a turn, MiB; larger
+    /// ones are skipped with a `checkpoint` event. 0 turns checkpoints off.
+    pub checkpoint_max_mb: u64,
 }
 
 impl Default for SandboxConfig {
@@ -138,6 +141,7 @@ impl Default for SandboxConfig {
             setup_timeout_secs: 1800,
             local_limits: LocalLimits::Cgroup,
             local_uid: dockhand_sandbox::local::DEFAULT_HOST_UID,
+            checkpoint_max_mb: 64,
         }
     }
 }
@@ -158,6 +162,12 @@ impl SandboxConfig {
                     });
                 }
             });
+        }
+        if let Some(v) = get("DOCKHAND_CHECKPOINT_MAX_MB") {
+            self.checkpoint_max_mb = v.parse().map_err(|_| ConfigError::Env {
+                name: "DOCKHAND_CHECKPOINT_MAX_MB",
+                message: format!("expected a number of MiB (0 turns checkpoints off), got {v:?}"),
+            })?;
         }
         if let Some(v) = get("DOCKHAND_LOCAL_LIMITS") {
             self.local_limits = match v.as_str() {
@@ -275,6 +285,15 @@ mod tests {
         assert!(bad.validate().is_err());
         let bad = parse("[sandbox]\nallow_domains = [\"a b\"]\n").unwrap();
         assert!(bad.validate().is_err());
+        assert_eq!(SandboxConfig::default().checkpoint_max_mb, 64);
+        let c = parse("[sandbox]\ncheckpoint_max_mb = 8\n").unwrap();
+        assert_eq!(c.checkpoint_max_mb, 8);
+        let mut c = SandboxConfig::default();
+        let env = |k: &str| (k == "DOCKHAND_CHECKPOINT_MAX_MB").then(|| "0".to_owned());
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.checkpoint_max_mb, 0);
+        let bad = |k: &str| (k == "DOCKHAND_CHECKPOINT_MAX_MB").then(|| "lots".to_owned());
+        assert!(c.apply_env(&bad).is_err());
         assert!(
             parse("[sandbox]\nlocal_uid = 0\n")
                 .unwrap()

@@ -118,7 +118,7 @@ async fn run_agent(
         sandbox: sandbox.clone(),
         config,
         cancel: cancel.clone(),
-        checkpointer: None,
+        checkpointer: crate::checkpoint::for_task(s, task, sandbox.clone()),
     };
     let (summary, budget) = match dockhand_agent::run(&ctx).await {
         Ok(done) => (done.final_text, None),

@@ -7,6 +7,7 @@ mod common;
 mod access;
 mod accounts;
 mod api;
+mod checkpoints;
 mod concurrency;
 mod docker;
 mod e2e;
