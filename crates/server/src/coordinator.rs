@@ -48,7 +48,7 @@ impl Coordinator {
         let server = serve(listener, services.clone(), shutdown.clone());
         // Lets the CLI on this machine find a coordinator that already holds the data dir.
         let url_file = data_dir.path.join("coordinator.url");
-        if let Err(e) = write_private(&url_file, &format!("http://{addr}\n")) {
+        if let Err(e) = write_private(&url_file, format!("http://{addr}\n")) {
             tracing::warn!(error = %e, "writing {}", url_file.display());
         }
         let runner = Arc::new(crate::runner::Runner(services.clone()));

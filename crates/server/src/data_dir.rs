@@ -47,8 +47,8 @@ fn make_dir(path: &Path) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
-/// Writes a small file readable by its owner only.
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes a file readable by its owner only.
+pub(crate) fn write_private(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -57,7 +57,7 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?
-        .write_all(text.as_bytes())
+        .write_all(data.as_ref())
 }
 
 /// The id that labels this coordinator's containers, kept in the data dir.
@@ -77,7 +77,7 @@ pub(crate) fn coordinator_id(dir: &Path) -> Result<String, StartError> {
         "c{}",
         &crate::auth::generate_token()[3..15].to_ascii_lowercase()
     );
-    write_private(&path, &format!("{id}\n")).map_err(io)?;
+    write_private(&path, format!("{id}\n")).map_err(io)?;
     Ok(id)
 }
 

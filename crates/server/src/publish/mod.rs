@@ -11,11 +11,14 @@ pub(crate) use github::MARKER;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::path::PathBuf;
 
 use dockhand_forge::RepoSource;
 use dockhand_protocol::DiffEvent;
 use dockhand_protocol::EventBody;
 use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::SandboxError;
+use dockhand_sandbox::WORKSPACE;
 use dockhand_store::TaskRow;
 use dockhand_store::UserIdentity;
 
@@ -88,7 +91,7 @@ pub async fn publish(
             "the sandbox did not write the bundle".into(),
         ));
     }
-    let copy = copy_bundle(s, task)?;
+    let copy = take_bundle(s, task, sandbox).await?;
     let result = match source {
         RepoSource::Local { path } => fetch_back(&copy, task, path, &done.head)
             .await
@@ -97,38 +100,42 @@ pub async fn publish(
             github::push_and_open_pr(s, task, url, &copy, summary, &done.stat).await
         }
     };
-    let _ = std::fs::remove_file(&copy);
+    // Kept after a failure, so a failed push loses nothing.
+    if result.is_ok() {
+        let _ = std::fs::remove_file(&copy);
+    }
     result
 }
 
-/// Copies the bundle out of the workspace (no symlinks, size bounded) into the
-/// coordinator's own directory.
-fn copy_bundle(deps: &Services, task: &TaskRow) -> Result<std::path::PathBuf, PublishError> {
-    let ws = task
-        .workspace
-        .as_ref()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| deps.workspace_dir(&task.id));
-    let dir = deps.config.data_dir.join("bundles");
+/// Downloads the bundle the sandbox wrote (a regular file only, size bounded)
+/// into the coordinator's own directory, private to it.
+async fn take_bundle(
+    s: &Services,
+    task: &TaskRow,
+    sandbox: &dyn Sandbox,
+) -> Result<PathBuf, PublishError> {
+    let max = s.config.git.max_bundle_bytes;
+    let path = format!("{WORKSPACE}/{}", commit::BUNDLE);
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let bytes = sandbox.download(&path, limit).await.map_err(|e| match e {
+        SandboxError::TooLarge { .. } => PublishError::Commit(format!(
+            "the task's changes are too large to hand back (the bundle is over the limit; \
+             git.max_bundle_bytes = {} MiB). The work is committed in the task's workspace; \
+             remove large or generated files with a follow-up, or raise git.max_bundle_bytes",
+            max >> 20
+        )),
+        other => PublishError::Commit(format!("taking the bundle back: {other}")),
+    })?;
+    let dir = s.config.data_dir.join("bundles");
+    let copy = dir.join(format!("{}.bundle", task.id));
+    let io = |what: String| move |source| dockhand_forge::ForgeError::Io { what, source };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| dockhand_forge::ForgeError::Io {
-            what: format!("creating {}", dir.display()),
-            source: e,
-        })?;
-    let copy = dir.join(format!("{}.bundle", task.id));
-    let max = deps.config.git.max_bundle_bytes;
-    dockhand_forge::copy_beneath(&ws, commit::BUNDLE, &copy, max).map_err(|e| match e {
-        dockhand_forge::ForgeError::Unsafe { reason, .. } if reason.contains("limit") => PublishError::Commit(format!(
-            "the task's changes are too large to hand back ({reason}; git.max_bundle_bytes = {} MiB). \
-             The work is committed in the task's workspace; remove large or generated files with a follow-up, \
-             or raise git.max_bundle_bytes",
-            max >> 20
-        )),
-        other => PublishError::Forge(other),
-    })?;
+        .map_err(io(format!("creating {}", dir.display())))?;
+    crate::data_dir::write_private(&copy, &bytes)
+        .map_err(io(format!("writing {}", copy.display())))?;
     Ok(copy)
 }
 

@@ -13,6 +13,7 @@ mod docker;
 mod e2e;
 mod faults;
 mod gc;
+mod handback;
 mod images;
 mod limits;
 mod local;
