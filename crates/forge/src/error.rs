@@ -15,14 +15,6 @@ pub enum ForgeError {
         /// git's stderr (trimmed, bounded).
         stderr: String,
     },
-    /// A file in a workspace could not be read safely.
-    #[error("reading {path} from the workspace: {reason}")]
-    Unsafe {
-        /// Path relative to the workspace.
-        path: String,
-        /// Why (a symlink, too large, not a regular file...).
-        reason: String,
-    },
     /// The remote refused the push; the message says why and what to do.
     #[error("{0}")]
     PushRejected(String),

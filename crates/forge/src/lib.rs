@@ -13,7 +13,6 @@ pub mod github;
 mod mirror;
 mod remote;
 mod repo;
-mod safe_read;
 
 pub use checkpoint::CHECKPOINT_REF;
 pub use checkpoint::fetch_checkpoint;
@@ -29,8 +28,6 @@ pub use mirror::Mirrors;
 pub use remote::RemotePolicy;
 pub use repo::RepoSource;
 pub use repo::resolve_repo;
-pub use safe_read::copy_beneath;
-pub use safe_read::read_beneath;
 
 /// Result alias for this crate.
 pub type Result<T, E = ForgeError> = std::result::Result<T, E>;
