@@ -30,11 +30,16 @@
 //!   warm-pool container and an environment-cache image, beside the raw
 //!   `docker run --rm IMAGE true`; and cancel until the running command is gone.
 //!   Needs Docker and the sandbox image (`dockhand image build`).
+//! - `checkpoint`: checkpoint cost per turn (snapshot, bundle, store) for a
+//!   1-file and a 1,000-file change in a 1,000-file repository, on the local
+//!   backend and on docker, beside one `true` through the same sandbox's exec;
+//!   and the time to restore the chain into a fresh repository.
 //!
 //! Progress goes to stderr; the report (machine, table, notes) to stdout.
 
 #![allow(clippy::print_stdout)]
 
+mod checkpoint;
 mod commit;
 mod eventlog;
 mod latency;
@@ -132,16 +137,17 @@ struct Args {
     latency: bool,
     memory: bool,
     startup: bool,
+    checkpoint: bool,
     dockhand: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory,startup] [--dockhand PATH]
+    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory,startup,checkpoint] [--dockhand PATH]
 
   --quick          a smaller run (fewer events, shorter latency runs)
   --only LIST      run only these sections (comma-separated: eventlog, latency, memory,
-                   startup; startup needs Docker and the sandbox image)
-  --eventlog, --latency, --memory, --startup
+                   startup, checkpoint; startup needs Docker and the sandbox image)
+  --eventlog, --latency, --memory, --startup, --checkpoint
                    the same, one flag per section (may be combined)
   --dockhand PATH  the dockhand binary for the memory section
                    (default: target/release/dockhand, built or brought
@@ -155,6 +161,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         latency: false,
         memory: false,
         startup: false,
+        checkpoint: false,
         dockhand: None,
     };
     let mut any = false;
@@ -166,6 +173,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 "latency" => args.latency = true,
                 "memory" => args.memory = true,
                 "startup" => args.startup = true,
+                "checkpoint" => args.checkpoint = true,
                 other => return Err(format!("unknown section {other:?}")),
             }
             any = true;
@@ -173,7 +181,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         };
         match arg.as_str() {
             "--quick" => args.quick = true,
-            "--eventlog" | "--latency" | "--memory" | "--startup" => select(&arg[2..])?,
+            "--eventlog" | "--latency" | "--memory" | "--startup" | "--checkpoint" => {
+                select(&arg[2..])?
+            }
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 for name in list.split(',') {
@@ -195,6 +205,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         args.latency = true;
         args.memory = true;
         args.startup = true;
+        args.checkpoint = true;
     }
     Ok(Some(args))
 }
@@ -299,7 +310,7 @@ fn main() -> Result<()> {
     println!("- open file limit: {nofile}\n");
 
     let mut report = Report::default();
-    let sections: [(bool, &str, &str); 4] = [
+    let sections: [(bool, &str, &str); 5] = [
         (
             args.eventlog,
             "eventlog",
@@ -320,6 +331,11 @@ fn main() -> Result<()> {
             "startup",
             "task start-up on the docker backend, and cancel",
         ),
+        (
+            args.checkpoint,
+            "checkpoint",
+            "checkpoint cost per turn and restore, local and docker",
+        ),
     ];
     for (wanted, name, what) in sections {
         if !wanted {
@@ -331,6 +347,7 @@ fn main() -> Result<()> {
             "eventlog" => eventlog::run(&eventlog::Opts::new(args.quick)),
             "latency" => latency::run(&latency::Opts::new(args.quick)),
             "startup" => startup::run(&startup::Opts::new(args.quick)),
+            "checkpoint" => checkpoint::run(&checkpoint::Opts::new(args.quick)),
             _ => memory::run(&memory::Opts::new(args.quick, args.dockhand.clone())),
         });
         if let Some(note) = watch.note(name) {

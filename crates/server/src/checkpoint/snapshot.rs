@@ -18,8 +18,12 @@ use crate::text::clip;
 const SCRIPT: &str = r#"set -eu
 prev="$1"; turn="$2"
 cd /workspace
-git_dir=$(git rev-parse --absolute-git-dir)
-mkdir -p "$git_dir/dockhand"
+found=$(git rev-parse --absolute-git-dir "$prev^{tree}") || {
+  echo "no repository, or the previous checkpoint $prev is not in it" >&2; exit 3; }
+git_dir=${found%
+*}; prev_tree=${found#*
+}
+[ -d "$git_dir/dockhand" ] || mkdir -p "$git_dir/dockhand"
 index="$git_dir/dockhand/checkpoint.index"
 if [ ! -f "$index" ] && [ -f "$git_dir/index" ]; then
   cp "$git_dir/index" "$index"
@@ -27,8 +31,6 @@ fi
 export GIT_INDEX_FILE="$index"
 git add -A
 tree=$(git write-tree)
-prev_tree=$(git rev-parse --verify --quiet "$prev^{tree}") || {
-  echo "the previous checkpoint $prev is not in the workspace" >&2; exit 3; }
 if [ "$tree" = "$prev_tree" ]; then
   echo "UNCHANGED $tree"
   exit 0
