@@ -56,13 +56,7 @@ async fn checkpoints_of_every_turn(h: Harness) {
         "untracked files stay untracked, nothing is staged, HEAD is the base"
     );
 
-    let checkpoints: Vec<CheckpointEvent> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Checkpoint(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect();
+    let checkpoints = checkpoint_events(&events);
     let turns: Vec<(u32, bool)> = checkpoints
         .iter()
         .map(|c| (c.turn, c.skipped_reason.is_some()))
@@ -146,4 +140,72 @@ async fn checkpoints_on_local_hold_each_turns_files_and_leave_the_agents_git_alo
 async fn checkpoints_on_docker_hold_each_turns_files_and_leave_the_agents_git_alone() {
     let h = Harness::docker(scenario(), |c| c.sandbox.checkpoint_max_mb = 1).await;
     checkpoints_of_every_turn(h).await;
+}
+
+fn checkpoint_events(events: &[dockhand_protocol::Event]) -> Vec<CheckpointEvent> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_checkpoint_is_an_event_and_the_task_goes_on() {
+    // The private index cannot be written while a directory stands in its place.
+    let scenario = Scenario::new()
+        .turn(bash(
+            "mkdir -p .git/dockhand/checkpoint.index && echo x > f.txt",
+        ))
+        .turn(bash(
+            "rm -r .git/dockhand/checkpoint.index && echo y > g.txt",
+        ))
+        .text("Done.");
+    let h = Harness::start(scenario).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let task = h.submit(&repo, "break the snapshot").await;
+    let done = h.wait_done(task.id.as_str()).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    let all = h.events(task.id.as_str()).await;
+    let events = checkpoint_events(&all);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let failed = &events[0];
+    let reason = failed.skipped_reason.as_deref().unwrap();
+    assert!(
+        failed.turn == 2 && failed.commit.is_none() && reason.starts_with("the snapshot failed"),
+        "{failed:?}"
+    );
+    // The next turn's checkpoint is stored, the first of the chain.
+    assert_eq!(
+        (events[1].turn, events[1].skipped_reason.as_ref()),
+        (4, None)
+    );
+    let store = &h.coord().services().store;
+    let rows = store
+        .checkpoints(&TaskId::parse(task.id.as_str()).unwrap())
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].parent, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_can_be_turned_off() {
+    let scenario = Scenario::new().turn(bash("echo x > f.txt")).text("Done.");
+    let h = Harness::start_with(scenario, |c| c.sandbox.checkpoint_max_mb = 0).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let task = h.submit(&repo, "no snapshots").await;
+    let done = h.wait_done(task.id.as_str()).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    assert!(checkpoint_events(&h.events(task.id.as_str()).await).is_empty());
+    let id = TaskId::parse(task.id.as_str()).unwrap();
+    assert!(
+        h.coord()
+            .services()
+            .store
+            .checkpoints(&id)
+            .unwrap()
+            .is_empty()
+    );
 }
