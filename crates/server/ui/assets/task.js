@@ -393,6 +393,13 @@ export class TaskView {
         this.setPr(d.url, d.number);
         return;
       }
+      case "checkpoint":
+        if (d.skipped_reason) {
+          this.row("checkpoint", m.seq, `Checkpoint after turn ${d.turn} skipped: ${d.skipped_reason}`);
+        } else {
+          this.step(m.seq, el("span.chip", { title: `checkpoint ${d.commit || ""}` }, "checkpoint ", el("b", { text: `${count(d.bytes || 0)} B` })));
+        }
+        return;
       default:
         this.row("other", m.seq, el("code", { text: m.kind }), " ", JSON.stringify(d));
     }
