@@ -49,10 +49,12 @@ pub struct NewCheckpoint {
     pub commit: String,
     /// Its tree.
     pub tree: String,
-    /// The task's newest checkpoint when the snapshot was taken; the bundle's
-    /// prerequisite. `None` when it is the first.
+    /// The task's newest checkpoint when the snapshot was taken; `None` when it
+    /// is the first.
     pub parent: Option<i64>,
-    /// The incremental bundle (`git bundle create - <commit> ^<parent commit>`).
+    /// The incremental bundle (`git bundle create - <commit> ^<parent commit>`),
+    /// whose prerequisite is the parent's commit or the task's base commit: so
+    /// the chain applies in order onto a repository holding the base.
     pub bundle: Vec<u8>,
 }
 

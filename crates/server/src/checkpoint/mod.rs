@@ -28,6 +28,7 @@ use dockhand_store::Store;
 use dockhand_store::TaskRow;
 
 use self::snapshot::Author;
+use self::snapshot::Previous;
 use self::snapshot::Snapshot;
 use crate::services::Services;
 
@@ -87,15 +88,19 @@ impl SandboxCheckpointer {
     /// Snapshots and stores; `Ok` also when nothing changed or the bundle was too big.
     pub async fn try_checkpoint(&self, turn: u32) -> Result<Outcome, CheckpointError> {
         let last = self.store.last_checkpoint(&self.task)?;
-        let prev = last
-            .as_ref()
-            .map_or(self.base_commit.as_str(), |c| c.commit.as_str());
+        let prev = Previous {
+            commit: last
+                .as_ref()
+                .map_or(self.base_commit.as_str(), |c| c.commit.as_str()),
+            tree: last.as_ref().map_or("", |c| c.tree.as_str()),
+            base: &self.base_commit,
+        };
         let author = Author {
             name: &self.author_name,
             email: &self.author_email,
         };
         let snap =
-            snapshot::take(self.sandbox.as_ref(), prev, turn, self.max_bytes, &author).await?;
+            snapshot::take(self.sandbox.as_ref(), &prev, turn, self.max_bytes, &author).await?;
         Ok(match snap {
             Snapshot::Unchanged => Outcome::Unchanged,
             Snapshot::TooBig { commit, bytes } => {

@@ -12,33 +12,41 @@ use dockhand_sandbox::Sandbox;
 use super::error::CheckpointError;
 use crate::text::clip;
 
-/// Runs in the sandbox. `$1` is the previous checkpoint (or the base commit), `$2`
-/// the turn. The private index persists between checkpoints, so `git add -A`
-/// hashes only what changed; the first one starts from the agent's index.
+/// Runs in the sandbox. `$1` is the previous checkpoint (or the base commit),
+/// `$2` its tree as stored (empty for the base), `$3` the base commit, `$4` the
+/// turn. A workspace that lacks the previous checkpoint (a sandbox seeded afresh)
+/// starts the commits again from the base, and the bundle then holds everything
+/// since the base. The private index persists between checkpoints, so `git add
+/// -A` hashes only what changed; the first one, or one after a failure, starts
+/// from the agent's index.
 const SCRIPT: &str = r#"set -eu
-prev="$1"; turn="$2"
+prev="$1"; prev_tree="$2"; base="$3"; turn="$4"
 cd /workspace
-found=$(git rev-parse --absolute-git-dir "$prev^{tree}") || {
-  echo "no repository, or the previous checkpoint $prev is not in it" >&2; exit 3; }
-git_dir=${found%
-*}; prev_tree=${found#*
+if found=$(git rev-parse --absolute-git-dir "$prev^{tree}" 2>/dev/null); then
+  parent=$prev; prev_tree=${found#*
 }
+else
+  found=$(git rev-parse --absolute-git-dir "$base^{tree}") || {
+    echo "no repository, or neither checkpoint $prev nor the base $base is in it" >&2; exit 3; }
+  parent=$base
+fi
+git_dir=${found%
+*}
 [ -d "$git_dir/dockhand" ] || mkdir -p "$git_dir/dockhand"
 index="$git_dir/dockhand/checkpoint.index"
-if [ ! -f "$index" ] && [ -f "$git_dir/index" ]; then
-  cp "$git_dir/index" "$index"
-fi
+fresh() { rm -f "$index"; [ ! -f "$git_dir/index" ] || cp "$git_dir/index" "$index"; }
+[ -f "$index" ] || fresh
 export GIT_INDEX_FILE="$index"
-git add -A
-tree=$(git write-tree)
+# An index naming objects that are gone (a gc after the ref was removed) starts afresh.
+tree=$(git add -A && git write-tree) || { fresh; tree=$(git add -A && git write-tree); }
 if [ "$tree" = "$prev_tree" ]; then
   echo "UNCHANGED $tree"
   exit 0
 fi
-commit=$(echo "Dockhand checkpoint after turn $turn" | git commit-tree "$tree" -p "$prev")
+commit=$(echo "Dockhand checkpoint after turn $turn" | git commit-tree "$tree" -p "$parent")
 git update-ref refs/dockhand/checkpoint "$commit"
 echo "CHECKPOINT $commit $tree"
-exec git bundle create - refs/dockhand/checkpoint "^$prev"
+exec git bundle create - refs/dockhand/checkpoint "^$parent"
 "#;
 
 /// What a snapshot found.
@@ -76,22 +84,28 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 /// Room for the script's first line beside the bundle.
 const HEADER: usize = 200;
 
-/// Snapshots the sandbox's work tree after `turn`, against `prev`.
+/// What a snapshot follows.
+pub(crate) struct Previous<'a> {
+    /// The newest stored checkpoint's commit, or the base commit.
+    pub(crate) commit: &'a str,
+    /// That checkpoint's tree; empty for the base.
+    pub(crate) tree: &'a str,
+    /// The task's base commit.
+    pub(crate) base: &'a str,
+}
+
+/// Snapshots the sandbox's work tree after `turn`.
 pub(crate) async fn take(
     sandbox: &dyn Sandbox,
-    prev: &str,
+    prev: &Previous<'_>,
     turn: u32,
     max_bytes: u64,
     author: &Author<'_>,
 ) -> Result<Snapshot, CheckpointError> {
-    let mut req = ExecRequest::new([
-        "sh",
-        "-c",
-        SCRIPT,
-        "dockhand-checkpoint",
-        prev,
-        &turn.to_string(),
-    ]);
+    let turn = turn.to_string();
+    let args = [prev.commit, prev.tree, prev.base, turn.as_str()];
+    let mut req = ExecRequest::new(["sh", "-c", SCRIPT, "dockhand-checkpoint"]);
+    req.argv.extend(args.iter().map(|a| (*a).to_owned()));
     req.env = ["AUTHOR", "COMMITTER"]
         .into_iter()
         .flat_map(|who| {

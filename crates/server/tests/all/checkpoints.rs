@@ -3,10 +3,14 @@
 //! unchanged turn leaves none; the agent's HEAD and index are untouched; one over
 //! `sandbox.checkpoint_max_mb` is skipped with a `checkpoint` event.
 
+use std::path::Path;
+use std::path::PathBuf;
+
 use dockhand_protocol::CheckpointEvent;
 use dockhand_protocol::EventBody;
 use dockhand_protocol::TaskId;
 use dockhand_protocol::TaskStatus;
+use dockhand_store::CheckpointRow;
 use dockhand_testkit::Scenario;
 use dockhand_testkit::Turn;
 use serde_json::json;
@@ -93,18 +97,7 @@ async fn checkpoints_of_every_turn(h: Harness) {
 
     // Restored into a fresh repository holding only the base, each checkpoint's
     // tree holds the files of its turn.
-    let fresh = h.dir.path().join("restored.git");
-    git(
-        h.dir.path(),
-        &["init", "-q", "--bare", fresh.to_str().unwrap()],
-    );
-    git(&fresh, &["fetch", "-q", repo.to_str().unwrap(), "main"]);
-    let scratch = h.dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let newest = dockhand_server::checkpoint::restore(store, &id, &fresh, &scratch)
-        .await
-        .unwrap()
-        .unwrap();
+    let (fresh, newest) = restore_fresh(&h, &repo, &id).await;
     assert_eq!(newest, rows[2]);
     let files = |c: &str| git(&fresh, &["ls-tree", "-r", "--name-only", c]);
     assert_eq!(files(&rows[0].commit), "README\na.txt");
@@ -127,7 +120,30 @@ async fn checkpoints_of_every_turn(h: Harness) {
     }
     let target = format!("refs/dockhand/checkpoints/{}", task.id);
     assert_eq!(git(&fresh, &["rev-parse", &target]), newest.commit);
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+}
+
+/// Restores a task's checkpoints into a fresh bare repository holding only the
+/// base (`main` of `repo`); returns it and the newest checkpoint.
+async fn restore_fresh(h: &Harness, repo: &Path, id: &TaskId) -> (PathBuf, CheckpointRow) {
+    let fresh = h.dir.path().join(format!("restored-{id}.git"));
+    git(
+        h.dir.path(),
+        &["init", "-q", "--bare", fresh.to_str().unwrap()],
+    );
+    git(&fresh, &["fetch", "-q", repo.to_str().unwrap(), "main"]);
+    let scratch = h.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let store = &h.coord().services().store;
+    let newest = dockhand_server::checkpoint::restore(store, id, &fresh, &scratch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch files removed"
+    );
+    (fresh, newest)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,5 +223,41 @@ async fn checkpoints_can_be_turned_off() {
             .checkpoints(&id)
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_that_lost_its_last_checkpoint_starts_again_from_the_base() {
+    // The agent removes the ref and lets gc take the checkpoint's objects (and the
+    // blobs the private index names), as a sandbox seeded afresh would lack them.
+    let scenario = Scenario::new()
+        .turn(bash("echo a > a.txt"))
+        .turn(bash(
+            "git update-ref -d refs/dockhand/checkpoint && git gc -q --prune=now && echo b > b.txt",
+        ))
+        .text("Done.");
+    let h = Harness::start(scenario).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let base = git(&repo, &["rev-parse", "HEAD"]);
+    let task = h.submit(&repo, "lose it").await;
+    let done = h.wait_done(task.id.as_str()).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    let events = checkpoint_events(&h.events(task.id.as_str()).await);
+    assert!(
+        events.iter().all(|e| e.skipped_reason.is_none()),
+        "{events:?}"
+    );
+    let id = TaskId::parse(task.id.as_str()).unwrap();
+    let rows = h.coord().services().store.checkpoints(&id).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].parent, Some(rows[0].id));
+    let (fresh, newest) = restore_fresh(&h, &repo, &id).await;
+    assert_eq!(newest, rows[1]);
+    let files = git(&fresh, &["ls-tree", "-r", "--name-only", &newest.commit]);
+    assert_eq!(files, "README\na.txt\nb.txt");
+    let parent = git(&fresh, &["rev-parse", &format!("{}^", newest.commit)]);
+    assert_eq!(
+        parent, base,
+        "the chain of commits starts again from the base"
     );
 }
