@@ -7,7 +7,6 @@ use std::path::Path;
 
 use crate::ForgeError;
 use crate::Result;
-use crate::git::bundle_heads;
 use crate::git::git;
 
 /// The ref a checkpoint bundle holds, and the ref that keeps the newest
@@ -31,7 +30,7 @@ pub async fn fetch_checkpoint(
             "a checkpoint goes under refs/dockhand/, not {target}"
         )));
     }
-    let heads = bundle_heads(bundle).await?;
+    let heads = read_heads(bundle)?;
     match heads.as_slice() {
         [(c, r)] if c == commit && r == CHECKPOINT_REF => {}
         _ => {
@@ -57,4 +56,76 @@ pub async fn fetch_checkpoint(
     )
     .await?;
     Ok(())
+}
+
+/// Most bytes a bundle's header may take.
+const MAX_HEADER: u64 = 64 << 10;
+
+/// The refs a bundle file names in its header, as `(commit, ref)` pairs, read
+/// without running git: a `# v2 git bundle` or `# v3 git bundle` line, then
+/// capabilities (`@…`, v3), prerequisites (`-…`) and refs, up to a blank line.
+fn read_heads(bundle: &Path) -> Result<Vec<(String, String)>> {
+    use std::io::Read;
+    let bad = |why: &str| ForgeError::BadBundle(format!("{}: {why}", bundle.display()));
+    let file = std::fs::File::open(bundle).map_err(|e| ForgeError::Io {
+        what: format!("opening {}", bundle.display()),
+        source: e,
+    })?;
+    let mut head = Vec::new();
+    file.take(MAX_HEADER)
+        .read_to_end(&mut head)
+        .map_err(|e| ForgeError::Io {
+            what: format!("reading {}", bundle.display()),
+            source: e,
+        })?;
+    let end = head
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .ok_or_else(|| bad("no end of header"))?;
+    let text = std::str::from_utf8(&head[..end]).map_err(|_| bad("a header that is not text"))?;
+    let mut lines = text.lines();
+    match lines.next() {
+        Some("# v2 git bundle" | "# v3 git bundle") => {}
+        _ => return Err(bad("not a git bundle")),
+    }
+    let mut heads = Vec::new();
+    for line in lines {
+        if line.starts_with('@') || line.starts_with('-') {
+            continue;
+        }
+        let (commit, name) = line.split_once(' ').ok_or_else(|| bad("a bad ref line"))?;
+        heads.push((commit.to_owned(), name.to_owned()));
+    }
+    Ok(heads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(text: &[u8]) -> Result<Vec<(String, String)>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.bundle");
+        std::fs::write(&path, text).unwrap();
+        read_heads(&path)
+    }
+
+    #[test]
+    fn bundle_headers_give_their_refs() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        let v2 = format!("# v2 git bundle\n-{c} base\n{c} {CHECKPOINT_REF}\n\nPACK");
+        assert_eq!(
+            heads(v2.as_bytes()).unwrap(),
+            [(c.to_owned(), CHECKPOINT_REF.to_owned())]
+        );
+        let v3 = format!("# v3 git bundle\n@object-format=sha1\n{c} refs/heads/x\n\nPACK");
+        assert_eq!(heads(v3.as_bytes()).unwrap()[0].1, "refs/heads/x");
+        for bad in [
+            &b"# v9 git bundle\n\n"[..],
+            b"# v2 git bundle\nnoref\n\n",
+            b"# v2 git bundle\n",
+        ] {
+            assert!(heads(bad).is_err());
+        }
+    }
 }

@@ -60,7 +60,7 @@ pub(crate) fn for_task(
         task: task.id.clone(),
         sandbox,
         base_commit,
-        max_bytes: max_mb << 20,
+        max_bytes: max_mb.saturating_mul(1 << 20),
         author_name: s.config.git.author_name.clone(),
         author_email: s.config.git.author_email.clone(),
     }))
