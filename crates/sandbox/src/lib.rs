@@ -191,8 +191,11 @@ pub trait Sandbox: Send + Sync {
     }
 
     /// Copies `data` into the sandbox as file `name` in directory `dir` (which
-    /// must exist), readable by the sandbox user: how the coordinator hands over
-    /// bundles. The docker backend uses the Engine API's archive upload.
+    /// must exist), owned by the sandbox user: how the coordinator hands over
+    /// bundles. It goes through an exec's stdin, in the sandbox's own view of
+    /// its files (on docker, the Engine API's archive upload was tried: with the
+    /// fuse-overlayfs storage driver a running container did not always see
+    /// what it wrote).
     async fn upload(&self, dir: &str, name: &str, data: &[u8]) -> Result<()> {
         files::check_name(name)?;
         self.write_file(&format!("{}/{name}", dir.trim_end_matches('/')), data)
@@ -201,7 +204,7 @@ pub trait Sandbox: Send + Sync {
 
     /// Copies the regular file at `path` out of the sandbox, refusing a symlink
     /// (never followed), a directory or more than `max` bytes: how the coordinator
-    /// takes bundles back. The docker backend uses the archive download.
+    /// takes bundles back, through an exec's stdout.
     async fn download(&self, path: &str, max: usize) -> Result<Vec<u8>> {
         let out = self
             .exec(files::download_request(path, max), &mut |_, _| {})

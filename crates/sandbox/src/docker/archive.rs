@@ -1,7 +1,6 @@
-//! A minimal tar writer for the Engine API's archive upload (directories and
+//! A minimal tar writer for the Engine API's archive upload: directories and
 //! regular files with fixed owners and modes, which is all Dockhand puts into a
-//! container), and a reader for what the download gives back: one regular file,
-//! never a link.
+//! container.
 
 const BLOCK: usize = 512;
 
@@ -63,61 +62,6 @@ pub(crate) fn tar(entries: &[Entry<'_>]) -> Vec<u8> {
     }
     out.resize(out.len() + 2 * BLOCK, 0);
     out
-}
-
-/// Why a downloaded archive is not one regular file.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum NotAFile {
-    Symlink,
-    Directory,
-    Other,
-    Truncated,
-}
-
-/// The contents of the one regular file `archive` holds. PAX headers before it
-/// are skipped; a link, a directory or anything else is refused, not followed.
-pub(crate) fn only_file(archive: &[u8]) -> Result<&[u8], NotAFile> {
-    match first_entry(archive)? {
-        Some((body, size)) => archive.get(body..body + size).ok_or(NotAFile::Truncated),
-        None => Err(NotAFile::Truncated),
-    }
-}
-
-/// Where the first real entry's body starts and its size, once `archive` (maybe
-/// only its beginning) shows it is a regular file; `None` while more is needed.
-pub(crate) fn first_entry(archive: &[u8]) -> Result<Option<(usize, usize)>, NotAFile> {
-    let mut at = 0;
-    loop {
-        let Some(header) = archive.get(at..at + BLOCK) else {
-            return Ok(None);
-        };
-        let size = parse_octal(&header[124..136]).ok_or(NotAFile::Truncated)?;
-        let size = usize::try_from(size).map_err(|_| NotAFile::Truncated)?;
-        let body = at + BLOCK;
-        match header[156] {
-            b'0' | 0 => return Ok(Some((body, size))),
-            // Extended headers (long names, large ids) describe the next entry.
-            b'x' | b'g' => {
-                let padded = size.div_ceil(BLOCK).checked_mul(BLOCK);
-                at = padded
-                    .and_then(|p| body.checked_add(p))
-                    .ok_or(NotAFile::Truncated)?;
-            }
-            b'2' | b'1' => return Err(NotAFile::Symlink),
-            b'5' => return Err(NotAFile::Directory),
-            _ => return Err(NotAFile::Other),
-        }
-    }
-}
-
-/// A tar number field: octal digits, space or NUL padded.
-fn parse_octal(field: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(field).ok()?;
-    let digits = text.trim_matches(|c: char| c == '\0' || c == ' ');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(digits, 8).ok()
 }
 
 #[cfg(test)]

@@ -63,7 +63,9 @@ fn failed(message: String) -> SandboxError {
     }
 }
 
-/// Copies the helper into `container` (root-owned, mode 0755).
+/// Copies the helper into `container` (root-owned, mode 0755). Only before the
+/// container starts: with the fuse-overlayfs storage driver, a running
+/// container has been seen not to see files the archive API put in it.
 pub(crate) async fn install(docker: &Docker, container: &str) -> Result<()> {
     let path = HELPER_PATH.trim_start_matches('/');
     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -88,7 +90,8 @@ pub(crate) async fn install(docker: &Docker, container: &str) -> Result<()> {
         .map_err(|e| api_error("copying the egress forwarder into the container", e))
 }
 
-/// Starts the helper in `container` and relays its connections to `egress`.
+/// Starts the helper (put in place by [`install`]) in `container` and relays
+/// its connections to `egress`.
 pub(crate) async fn link(
     docker: &Docker,
     container: &str,
@@ -96,7 +99,6 @@ pub(crate) async fn link(
     task_id: String,
     refusals: RefusalLog,
 ) -> Result<Link> {
-    install(docker, container).await?;
     let options = CreateExecOptions {
         attach_stdin: Some(true),
         attach_stdout: Some(true),

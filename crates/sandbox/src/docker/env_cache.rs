@@ -251,11 +251,17 @@ async fn start_network(
     req: &EnvBuild,
     egress: Option<Arc<dyn Egress>>,
 ) -> Result<Option<super::egress::Link>, EnvCacheError> {
+    let allowlist = req.network == NetworkLevel::Allowlist;
+    if allowlist {
+        super::egress::install(docker, id)
+            .await
+            .map_err(|e| EnvCacheError::Network(e.to_string()))?;
+    }
     docker
         .start_container(id, None)
         .await
         .map_err(docker_error("starting the setup container"))?;
-    let (NetworkLevel::Allowlist, Some(egress)) = (req.network, egress) else {
+    let (true, Some(egress)) = (allowlist, egress) else {
         return Ok(None);
     };
     let link = super::egress::link(
@@ -267,19 +273,11 @@ async fn start_network(
     )
     .await
     .map_err(|e| EnvCacheError::Network(e.to_string()))?;
-    let ready = super::archive::tar(&[super::archive::Entry::File {
-        path: READY,
-        mode: 0o644,
-        data: b"",
-    }]);
-    let options = bollard::query_parameters::UploadToContainerOptions {
-        path: "/".to_owned(),
-        ..Default::default()
-    };
-    docker
-        .upload_to_container(id, Some(options), bollard::body_full(ready.into()))
+    // Made from inside, so the running container surely sees it.
+    let ready = format!("/{READY}");
+    super::exec::run_as_root(docker, id, &["touch", "--", &ready])
         .await
-        .map_err(docker_error("starting the setup"))?;
+        .map_err(|e| EnvCacheError::Network(format!("starting the setup: {e}")))?;
     Ok(Some(link))
 }
 

@@ -292,3 +292,38 @@ fn exec_error(container: &str, err: DockerError) -> SandboxError {
         },
     }
 }
+
+/// Runs `argv` as root in `container` to its end, for the coordinator's own
+/// small steps (not the agent's); fails unless it exits 0.
+pub(crate) async fn run_as_root(docker: &Docker, container: &str, argv: &[&str]) -> Result<()> {
+    let options = CreateExecOptions {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+        user: Some("0".to_owned()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_exec(container, options)
+        .await
+        .map_err(|e| exec_error(container, e))?;
+    let started = docker
+        .start_exec(&created.id, None::<StartExecOptions>)
+        .await
+        .map_err(|e| exec_error(container, e))?;
+    let mut said = Vec::new();
+    if let StartExecResults::Attached { mut output, .. } = started {
+        while let Some(Ok(chunk)) = output.next().await {
+            if said.len() < 4096 {
+                said.extend_from_slice(&chunk.into_bytes());
+            }
+        }
+    }
+    match exit_code(docker, &created.id).await? {
+        Some(0) => Ok(()),
+        code => Err(SandboxError::Failed {
+            what: format!("running {argv:?} in container {}", short(container)),
+            message: format!("exit {code:?}: {}", String::from_utf8_lossy(&said).trim()),
+        }),
+    }
+}

@@ -55,6 +55,12 @@ pub(crate) async fn launch(
             .create_container(Some(options), body)
             .await
             .map_err(|e| create_error(what(), image, config.runtime.as_deref(), e))?;
+        if spec.network == NetworkLevel::Allowlist
+            && let Err(e) = super::egress::install(docker, &created.id).await
+        {
+            let _ = remove(docker, &created.id).await;
+            return Err(e);
+        }
         match docker.start_container(&created.id, None).await {
             Ok(()) => {
                 tracing::debug!(container = short(&created.id), role = ?role, "container started");

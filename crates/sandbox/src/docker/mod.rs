@@ -14,8 +14,7 @@
 //! `pool` (the warm pool) and `images` (environment images, over `env_cache` and
 //! `image`) use `engine` (what they share with the provider: the client, the
 //! configuration, the egress proxy), which wraps containers in a
-//! `sandbox` (the [`Sandbox`] implementation); that uses `transfer` (files in and
-//! out through the archive API), `oneshot` and `shell`, which run
+//! `sandbox` (the [`Sandbox`] implementation); that uses `oneshot` and `shell`, which run
 //! processes in a `container` (the shared handle: kills, counters, egress link,
 //! replacement); that starts processes through `exec`, and containers through
 //! `lifecycle`; `plan`, `scripts`, `egress` (with `archive`), `limits`, `config` and
@@ -39,7 +38,6 @@ mod pool;
 mod sandbox;
 mod scripts;
 mod shell;
-mod transfer;
 
 use std::collections::HashMap;
 use std::sync::Arc;

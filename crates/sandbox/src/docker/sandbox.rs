@@ -12,7 +12,6 @@ use super::plan;
 use super::plan::Role;
 use super::scripts;
 use super::shell;
-use super::transfer;
 use crate::ExecOutput;
 use crate::ExecRequest;
 use crate::LimitMarks;
@@ -118,14 +117,6 @@ impl Sandbox for DockerSandbox {
 
     async fn replace(&self) -> Result<()> {
         self.container.replace().await
-    }
-
-    async fn upload(&self, dir: &str, name: &str, data: &[u8]) -> Result<()> {
-        transfer::upload(&self.container, dir, name, data).await
-    }
-
-    async fn download(&self, path: &str, max: usize) -> Result<Vec<u8>> {
-        transfer::download(&self.container, path, max).await
     }
 }
 
