@@ -4,18 +4,8 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use crate::ForgeError;
-use crate::RepoSource;
 use crate::Result;
 use crate::remote::Reach;
-
-/// What a fresh workspace was cloned from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloneInfo {
-    /// The branch the task started from.
-    pub base_branch: String,
-    /// Its commit at clone time.
-    pub base_commit: String,
-}
 
 /// Most of git's stderr kept in an error message.
 const STDERR_CAP: usize = 2000;
@@ -108,68 +98,6 @@ pub(crate) async fn git_raw(
         });
     }
     Ok(out.stdout)
-}
-
-/// Clones `src` into the empty directory `dest` and creates `branch` from the
-/// base branch (the source's default when `base_branch` is `None`); `origin`, when
-/// given, becomes the workspace's `origin` URL (the real remote of a mirror).
-pub async fn clone_workspace(
-    src: &RepoSource,
-    dest: &Path,
-    base_branch: Option<&str>,
-    branch: &str,
-    origin: Option<&str>,
-) -> Result<CloneInfo> {
-    let (from, shown) = match src {
-        RepoSource::Local { path } => (
-            path.to_string_lossy().into_owned(),
-            path.display().to_string(),
-        ),
-        RepoSource::Remote { url } => (url.clone(), url.clone()),
-    };
-    let what = format!("cloning {shown}");
-    let dest_s = dest.to_string_lossy().into_owned();
-    // `--no-local` makes git send only what the base branch reaches: the mirror
-    // also holds other tasks' private refs, which this workspace must not see.
-    let mut args = vec!["clone", "--quiet", "--no-local", "--single-branch"];
-    if let Some(b) = base_branch {
-        args.extend(["--branch", b]);
-    }
-    args.extend(["--", from.as_str(), dest_s.as_str()]);
-    git(&what, None, &args).await?;
-    // The directory may already belong to the sandbox user (a warm-pool slot); it is
-    // still fresh, untouched by the agent, so trust it for these commands.
-    let safe = format!("safe.directory={dest_s}");
-    let base_branch = match base_branch {
-        Some(b) => b.to_owned(),
-        None => {
-            git(
-                &what,
-                Some(dest),
-                &["-c", &safe, "symbolic-ref", "--short", "HEAD"],
-            )
-            .await?
-        }
-    };
-    let base_commit = git(&what, Some(dest), &["-c", &safe, "rev-parse", "HEAD"]).await?;
-    git(
-        &what,
-        Some(dest),
-        &["-c", &safe, "checkout", "--quiet", "-b", branch],
-    )
-    .await?;
-    if let Some(url) = origin {
-        git(
-            &what,
-            Some(dest),
-            &["-c", &safe, "remote", "set-url", "origin", url],
-        )
-        .await?;
-    }
-    Ok(CloneInfo {
-        base_branch,
-        base_commit,
-    })
 }
 
 /// The refs a bundle file holds, as `(commit, ref)` pairs.

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 
 use dockhand_forge::Mirrors;
 use dockhand_forge::RemotePolicy;
-use dockhand_forge::RepoSource;
 use dockhand_forge::github::DevicePoll;
 use dockhand_forge::github::GitHubClient;
 use dockhand_forge::github::NewPullRequest;
@@ -52,7 +51,7 @@ fn has_object(repo: &Path, sha: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_clone_holds_only_its_base_branch() {
+async fn a_seed_holds_only_its_base_branch() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("mirror");
     std::fs::create_dir(&src).unwrap();
@@ -67,18 +66,37 @@ async fn a_clone_holds_only_its_base_branch() {
     git(&src, &["branch", "-q", "-D", "other"]);
     assert!(has_object(&src, &secret));
 
-    let ws = dir.path().join("ws");
-    let source = RepoSource::Local { path: src.clone() };
-    let info = dockhand_forge::clone_workspace(&source, &ws, Some("main"), "dockhand/t2-x", None)
+    let (base, bundle) = dockhand_forge::seed_bundle(&src, None, 1 << 20)
         .await
         .unwrap();
-    assert_eq!(info.base_branch, "main");
-    assert!(has_object(&ws, &info.base_commit));
+    assert_eq!(base.branch, "main");
+    assert_eq!(base.commit, git(&src, &["rev-parse", "main"]));
+    let file = dir.path().join("seed.bundle");
+    std::fs::write(&file, &bundle).unwrap();
+    let ws = dir.path().join("ws");
+    git(
+        dir.path(),
+        &["clone", "-q", file.to_str().unwrap(), ws.to_str().unwrap()],
+    );
+    assert!(has_object(&ws, &base.commit));
     assert!(
         !has_object(&ws, &secret),
-        "the clone holds an object only another task's ref reaches"
+        "the seed holds an object only another task's ref reaches"
     );
-    assert_eq!(git(&ws, &["branch", "--show-current"]), "dockhand/t2-x");
+    let missing = dockhand_forge::seed_bundle(&src, Some("nope"), 1 << 20).await;
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .contains("branch nope not found")
+    );
+    let small = dockhand_forge::seed_bundle(&src, Some("main"), 10).await;
+    assert!(
+        small
+            .unwrap_err()
+            .to_string()
+            .contains("git.max_bundle_bytes")
+    );
 }
 
 #[tokio::test]

@@ -93,7 +93,7 @@ async fn a_task_runs_unprivileged_in_its_own_container() {
         .into_iter()
         .map(|p| p.phase)
         .collect();
-    assert_eq!(names, ["clone", "container", "ready"]);
+    assert_eq!(names, ["container", "clone", "ready"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,8 +267,8 @@ async fn setup_is_cached_and_prepare_runs_for_every_task() {
         assert!(prepare_ran, "prepare runs for every task: {outputs:?}");
         let ps = phases(&events);
         let names: Vec<&str> = ps.iter().map(|p| p.phase.as_str()).collect();
-        assert_eq!(names, ["clone", "setup", "container", "prepare", "ready"]);
-        details.push((setup_ran, ps[1].detail.clone().unwrap()));
+        assert_eq!(names, ["setup", "container", "clone", "prepare", "ready"]);
+        details.push((setup_ran, ps[0].detail.clone().unwrap()));
     }
     assert!(
         details[0].0 && details[0].1.starts_with("built dockhand-env:"),

@@ -325,7 +325,7 @@ async fn open_is_out_but_not_in(backend: Backend) {
             EventBody::ToolOutput(o) => o.text.split_whitespace().next().map(str::to_owned),
             _ => None,
         })
-        .unwrap();
+        .unwrap_or_else(|| panic!("A ended before its address: {started:#?}"));
     assert!(a_ip.parse::<std::net::Ipv4Addr>().is_ok(), "{a_ip}");
     if backend == Backend::Docker {
         // The neighbour serves: the host reaches it on the bridge.

@@ -1,11 +1,13 @@
 //! Getting a task ready to run, in named steps: resolve the repository, bring
-//! the mirror up to date, fill the workspace, apply the environment (policy,
-//! image, `setup`), start the sandbox, and get it ready (`prepare`). Each step
-//! is a `phase` event with its duration (clone, setup, container or sandbox,
+//! the mirror up to date and bundle the base branch, read the environment at
+//! the base commit and apply it (policy, image, `setup`), start the sandbox,
+//! seed the workspace inside it, and get it ready (`prepare`). Each step is a
+//! `phase` event with its duration (setup, container or sandbox, clone,
 //! prepare, ready), so a person sees where the time went.
 
 mod environment;
 mod sandbox;
+mod seed;
 mod workspace;
 
 use std::sync::Arc;
@@ -41,11 +43,14 @@ pub(crate) async fn provision(
     let started = Instant::now();
     let source = resolve(s, task)?;
     let (ws, warm) = workspace::choose(s, task).await;
-    let env = workspace::fill(s, task, &ws, &source, cancel).await?;
+    let (env, fresh) = workspace::source(s, task, &ws, &source, cancel).await?;
     let applied = environment::policy(s, task, &env);
     let image = environment::image(s, task, &env, &applied, cancel).await?;
     let spec = sandbox::spec(task, &ws, &env, &applied, image);
     let sandbox = sandbox::start(s, task, spec, warm, cancel).await?;
+    if let Some(fresh) = fresh {
+        seed::seed(s, task, sandbox.as_ref(), fresh, &env, cancel).await?;
+    }
     ready(s, task, &env, sandbox.as_ref(), cancel).await?;
     phase(&s.store, &task.id, "ready", started.elapsed(), None);
     Ok(Provisioned {

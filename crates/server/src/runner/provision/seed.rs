@@ -1,0 +1,83 @@
+//! Seeding a fresh workspace inside its sandbox: the coordinator hands over a
+//! bundle of the base branch (through the archive API on docker) and the
+//! sandbox user clones from it, so the coordinator never runs git in a
+//! workspace. The task's base and environment are recorded only once the
+//! workspace holds them, so a crash before that seeds again.
+
+use std::time::Duration;
+
+use dockhand_forge::Environment;
+use dockhand_sandbox::ExecRequest;
+use dockhand_sandbox::Sandbox;
+use dockhand_sandbox::WORKSPACE;
+use dockhand_store::TaskRow;
+use tokio_util::sync::CancellationToken;
+
+use super::super::error::RunError;
+use super::super::events::phase;
+use super::workspace::Fresh;
+use crate::services::Services;
+use crate::text::tail;
+
+/// The bundle's name while it is in the workspace.
+const BUNDLE: &str = ".dockhand-seed.bundle";
+
+/// Runs as the sandbox user: the base branch as a local branch tracking
+/// `origin`, the task branch checked out from it, the bundle gone.
+const SCRIPT: &str = r#"set -eu
+bundle="$1"; base="$2"; branch="$3"; origin="$4"
+cd /workspace
+git init --quiet
+git remote add -t "$base" origin "$origin"
+git -c core.hooksPath=/dev/null fetch --quiet --no-tags "$bundle" \
+  "+refs/heads/$base:refs/remotes/origin/$base"
+rm -f -- "$bundle"
+git branch --quiet --track "$base" "refs/remotes/origin/$base"
+git -c core.hooksPath=/dev/null checkout --quiet -b "$branch" "$base"
+"#;
+
+/// Seeds the workspace from `fresh` and records the task's base and environment.
+pub(super) async fn seed(
+    s: &Services,
+    task: &mut TaskRow,
+    sandbox: &dyn Sandbox,
+    fresh: Fresh,
+    env: &Environment,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let failed = |why: String| RunError::Io(format!("seeding the workspace: {why}"));
+    sandbox
+        .upload(WORKSPACE, BUNDLE, &fresh.bundle)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let bundle = format!("{WORKSPACE}/{BUNDLE}");
+    let base = &fresh.base;
+    let argv = ["sh", "-c", SCRIPT, "seed", &bundle, &base.branch];
+    let mut req = ExecRequest::new(
+        argv.into_iter()
+            .chain([task.branch.as_str(), &fresh.origin]),
+    );
+    req.timeout = Duration::from_secs(s.config.sandbox.setup_timeout_secs);
+    let mut quiet = |_, _: &[u8]| {};
+    let out = tokio::select! {
+        r = sandbox.exec(req, &mut quiet) => r.map_err(|e| failed(e.to_string()))?,
+        _ = cancel.cancelled() => return Err(RunError::Cancelled),
+    };
+    if out.exit_code != Some(0) {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(failed(tail(said.trim(), 2000)));
+    }
+    let env_json = serde_json::to_string(env).map_err(|e| RunError::Io(e.to_string()))?;
+    let store = &s.store;
+    store
+        .set_base(&task.id, base.branch.clone(), base.commit.clone())
+        .await?;
+    let ws = task.workspace.clone().unwrap_or_default();
+    store.set_workspace(&task.id, ws, env_json).await?;
+    let short = &base.commit[..base.commit.len().min(12)];
+    let detail = Some(format!("{} at {short}{}", base.branch, fresh.via));
+    phase(store, &task.id, "clone", fresh.started.elapsed(), detail);
+    task.base_ref = Some(base.branch.clone());
+    task.base_commit = Some(base.commit.clone());
+    Ok(())
+}
