@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::ForgeError;
 use crate::Result;
-use crate::git::git;
+use crate::git::fetch_checked;
 
 /// The ref a checkpoint bundle holds, and the ref that keeps the newest
 /// checkpoint reachable inside the sandbox (outside `refs/heads`, so the agent's
@@ -39,23 +39,9 @@ pub async fn fetch_checkpoint(
             )));
         }
     }
-    let path = bundle.to_string_lossy().into_owned();
     let refspec = format!("+{CHECKPOINT_REF}:{target}");
-    git(
-        &format!("fetching checkpoint {commit} into {}", repo.display()),
-        Some(repo),
-        &[
-            "-c",
-            "transfer.fsckObjects=true",
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            &path,
-            &refspec,
-        ],
-    )
-    .await?;
-    Ok(())
+    let what = format!("fetching checkpoint {commit} into {}", repo.display());
+    fetch_checked(&what, repo, bundle, &refspec).await
 }
 
 /// Most bytes a bundle's header may take.

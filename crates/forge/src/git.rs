@@ -150,20 +150,28 @@ pub(crate) async fn fetch_bundle_to(
         ""
     };
     let refspec = format!("{force}{want}:{target}");
-    let path = bundle.to_string_lossy().into_owned();
-    git(
-        &format!("fetching {branch} into {}", repo.display()),
-        Some(repo),
-        &[
-            "-c",
-            "transfer.fsckObjects=true",
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            &path,
-            &refspec,
-        ],
-    )
-    .await?;
+    let what = format!("fetching {branch} into {}", repo.display());
+    fetch_checked(&what, repo, bundle, &refspec).await?;
     Ok(commit)
+}
+
+/// Fetches `refspec` from `bundle` into `repo`, checking every object it brings.
+pub(crate) async fn fetch_checked(
+    what: &str,
+    repo: &Path,
+    bundle: &Path,
+    refspec: &str,
+) -> Result<()> {
+    let path = bundle.to_string_lossy().into_owned();
+    let args = [
+        "-c",
+        "transfer.fsckObjects=true",
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        &path,
+        refspec,
+    ];
+    git(what, Some(repo), &args).await?;
+    Ok(())
 }
