@@ -19,9 +19,15 @@ pub struct Base {
     pub commit: String,
 }
 
-/// A bundle of `branch` of `repo` (its default branch when `None`): all its
+/// A bundle of `branch` of `repo` (its default branch when `None`), and of the
+/// ref `also` when given (a task's own branch, to continue it): all their
 /// history and nothing else, at most `max` bytes; with the base it holds.
-pub async fn seed_bundle(repo: &Path, branch: Option<&str>, max: u64) -> Result<(Base, Vec<u8>)> {
+pub async fn seed_bundle(
+    repo: &Path,
+    branch: Option<&str>,
+    also: Option<&str>,
+    max: u64,
+) -> Result<(Base, Vec<u8>)> {
     let what = format!("bundling {}", repo.display());
     let refused = |stderr: String| ForgeError::Git {
         what: what.clone(),
@@ -44,6 +50,16 @@ pub async fn seed_bundle(repo: &Path, branch: Option<&str>, max: u64) -> Result<
     )
     .await
     .map_err(|_| refused(format!("branch {branch} not found")))?;
+    if let Some(also) = also {
+        let spec = format!("{also}^{{commit}}");
+        git(
+            &what,
+            Some(repo),
+            &["rev-parse", "--verify", "--quiet", &spec],
+        )
+        .await
+        .map_err(|_| refused(format!("{also} not found")))?;
+    }
     let io = |source| ForgeError::Io {
         what: what.clone(),
         source,
@@ -51,12 +67,9 @@ pub async fn seed_bundle(repo: &Path, branch: Option<&str>, max: u64) -> Result<
     let dir = tempfile::tempdir().map_err(io)?;
     let file = dir.path().join("seed.bundle");
     let file_s = file.to_string_lossy().into_owned();
-    git(
-        &what,
-        Some(repo),
-        &["bundle", "create", "--quiet", &file_s, &tip],
-    )
-    .await?;
+    let mut args = vec!["bundle", "create", "--quiet", &file_s, &tip];
+    args.extend(also);
+    git(&what, Some(repo), &args).await?;
     let size = std::fs::metadata(&file).map_err(io)?.len();
     if size > max {
         return Err(refused(format!(

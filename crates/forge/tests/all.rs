@@ -66,7 +66,7 @@ async fn a_seed_holds_only_its_base_branch() {
     git(&src, &["branch", "-q", "-D", "other"]);
     assert!(has_object(&src, &secret));
 
-    let (base, bundle) = dockhand_forge::seed_bundle(&src, None, 1 << 20)
+    let (base, bundle) = dockhand_forge::seed_bundle(&src, None, None, 1 << 20)
         .await
         .unwrap();
     assert_eq!(base.branch, "main");
@@ -83,14 +83,14 @@ async fn a_seed_holds_only_its_base_branch() {
         !has_object(&ws, &secret),
         "the seed holds an object only another task's ref reaches"
     );
-    let missing = dockhand_forge::seed_bundle(&src, Some("nope"), 1 << 20).await;
+    let missing = dockhand_forge::seed_bundle(&src, Some("nope"), None, 1 << 20).await;
     assert!(
         missing
             .unwrap_err()
             .to_string()
             .contains("branch nope not found")
     );
-    let small = dockhand_forge::seed_bundle(&src, Some("main"), 10).await;
+    let small = dockhand_forge::seed_bundle(&src, Some("main"), None, 10).await;
     assert!(
         small
             .unwrap_err()

@@ -20,7 +20,8 @@ pub struct EnvImageUse {
 }
 
 impl Store {
-    /// Records the workspace directory and the repository's environment (JSON).
+    /// Records a freshly seeded workspace and the repository's environment (JSON):
+    /// `prepare` has not run in it, and it is not removed.
     pub async fn set_workspace(
         &self,
         id: &TaskId,
@@ -30,7 +31,8 @@ impl Store {
         let id = id.clone();
         self.transact(move |ctx| {
             ctx.conn().execute(
-                "UPDATE tasks SET workspace = ?2, environment = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE tasks SET workspace = ?2, environment = ?3, updated_at = ?4, \
+                 prepared = 0, workspace_removed_at = NULL WHERE id = ?1",
                 params![id.as_str(), workspace, environment, ctx.now()],
             )?;
             Ok(())

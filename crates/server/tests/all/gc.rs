@@ -146,3 +146,55 @@ async fn gc_removes_orphaned_containers() {
         .await;
     assert!(h.containers().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_after_gc_continues_from_the_tasks_branch() {
+    let scenario = Scenario::new()
+        .turn(create("/workspace/one"))
+        .text("Made one.")
+        .turn(create("/workspace/two"))
+        .text("Made two.");
+    let h = Harness::start_with(scenario, |c| c.retention.workspace_days = 0).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let task = h.submit(&repo, "make one").await;
+    let first = h.wait_done(task.id.as_str()).await;
+    assert_eq!(first.status, TaskStatus::Succeeded, "{:?}", first.error);
+    let first_head = git(&repo, &["rev-parse", &first.branch]);
+    let ws = workspace(&h, task.id.as_str());
+    h.request(reqwest::Method::POST, "/api/v1/gc", Some(json!({})))
+        .await;
+    assert!(!ws.exists(), "the published workspace is removed");
+    // Something new on the base branch meanwhile: the task keeps its own base.
+    std::fs::write(repo.join("LATER"), "l\n").unwrap();
+    git(&repo, &["add", "LATER"]);
+    git(&repo, &["commit", "-q", "-m", "later"]);
+
+    let path = format!("/api/v1/tasks/{}/messages", task.id);
+    let (status, v) = h
+        .request(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"text": "now two"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let second = h.wait_done(task.id.as_str()).await;
+    assert_eq!(second.status, TaskStatus::Succeeded, "{:?}", second.error);
+    assert!(ws.join(".git").exists(), "a new workspace in its place");
+    let branch = &second.branch;
+    assert_eq!(
+        git(&repo, &["rev-parse", &format!("{branch}~1")]),
+        first_head
+    );
+    assert_eq!(git(&repo, &["show", &format!("{branch}:one")]), "x");
+    assert_eq!(git(&repo, &["show", &format!("{branch}:two")]), "x");
+    let later = git(&repo, &["ls-tree", "--name-only", branch]);
+    assert!(!later.contains("LATER"), "{later}");
+    let events = h.events(task.id.as_str()).await;
+    let continued = events.iter().any(|e| {
+        matches!(&e.body, dockhand_protocol::EventBody::Phase(p)
+            if p.phase == "clone"
+                && p.detail.as_deref().is_some_and(|d| d.contains("continued from its branch")))
+    });
+    assert!(continued, "the clone phase says so");
+}

@@ -23,17 +23,23 @@ use crate::text::tail;
 const BUNDLE: &str = ".dockhand-seed.bundle";
 
 /// Runs as the sandbox user: the base branch as a local branch tracking
-/// `origin`, the task branch checked out from it, the bundle gone.
+/// `origin`, the task branch checked out (from the bundle's `$5` when it
+/// continues one, else new from the base), the bundle gone.
 const SCRIPT: &str = r#"set -eu
-bundle="$1"; base="$2"; branch="$3"; origin="$4"
+bundle="$1"; base="$2"; branch="$3"; origin="$4"; task_ref="$5"
 cd /workspace
 git init --quiet
 git remote add -t "$base" origin "$origin"
-git -c core.hooksPath=/dev/null fetch --quiet --no-tags "$bundle" \
-  "+refs/heads/$base:refs/remotes/origin/$base"
+set -- "+refs/heads/$base:refs/remotes/origin/$base"
+[ -z "$task_ref" ] || set -- "$@" "+$task_ref:refs/heads/$branch"
+git -c core.hooksPath=/dev/null fetch --quiet --no-tags "$bundle" "$@"
 rm -f -- "$bundle"
 git branch --quiet --track "$base" "refs/remotes/origin/$base"
-git -c core.hooksPath=/dev/null checkout --quiet -b "$branch" "$base"
+if [ -n "$task_ref" ]; then
+  git -c core.hooksPath=/dev/null checkout --quiet "$branch"
+else
+  git -c core.hooksPath=/dev/null checkout --quiet -b "$branch" "$base"
+fi
 "#;
 
 /// Seeds the workspace from `fresh` and records the task's base and environment.
@@ -53,10 +59,9 @@ pub(super) async fn seed(
     let bundle = format!("{WORKSPACE}/{BUNDLE}");
     let base = &fresh.base;
     let argv = ["sh", "-c", SCRIPT, "seed", &bundle, &base.branch];
-    let mut req = ExecRequest::new(
-        argv.into_iter()
-            .chain([task.branch.as_str(), &fresh.origin]),
-    );
+    let task_ref = fresh.task_ref.as_deref().unwrap_or("");
+    let rest = [task.branch.as_str(), &fresh.origin, task_ref];
+    let mut req = ExecRequest::new(argv.into_iter().chain(rest));
     req.timeout = Duration::from_secs(s.config.sandbox.setup_timeout_secs);
     let mut quiet = |_, _: &[u8]| {};
     let out = tokio::select! {
@@ -75,9 +80,16 @@ pub(super) async fn seed(
     let ws = task.workspace.clone().unwrap_or_default();
     store.set_workspace(&task.id, ws, env_json).await?;
     let short = &base.commit[..base.commit.len().min(12)];
-    let detail = Some(format!("{} at {short}{}", base.branch, fresh.via));
+    let detail = Some(match &fresh.task_ref {
+        None => format!("{} at {short}{}", base.branch, fresh.via),
+        Some(_) => format!(
+            "{} continued from its branch{} (the workspace had been removed)",
+            task.branch, fresh.via
+        ),
+    });
     phase(store, &task.id, "clone", fresh.started.elapsed(), detail);
     task.base_ref = Some(base.branch.clone());
     task.base_commit = Some(base.commit.clone());
+    task.prepared = false;
     Ok(())
 }

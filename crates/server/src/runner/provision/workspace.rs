@@ -32,11 +32,14 @@ pub(super) async fn choose(s: &Services, task: &TaskRow) -> (PathBuf, Option<War
     (s.workspace_dir(&task.id), None)
 }
 
-/// What a first run seeds its workspace from: the repository's base branch,
-/// bundled from the mirror (remote) or the repository itself (local).
+/// What a workspace is seeded from: the repository's base branch, bundled
+/// from the mirror (remote) or the repository itself (local), and, to
+/// continue a task whose workspace was removed, the task's own branch.
 pub(super) struct Fresh {
     pub base: Base,
     pub bundle: Vec<u8>,
+    /// The ref holding the task's branch, in the bundle, when continuing it.
+    pub task_ref: Option<String>,
     /// The workspace's `origin`: the remote's plain URL, or the local path.
     pub origin: String,
     /// How the repository was reached, for the `clone` phase.
@@ -46,7 +49,9 @@ pub(super) struct Fresh {
 }
 
 /// The repository's environment, and on a first run what to seed the
-/// workspace from; a later run keeps what the last one left.
+/// workspace from; a later run keeps what the last one left, or, when that
+/// was removed (`dockhand gc` removes only what was all handed back),
+/// continues from the task's branch.
 pub(super) async fn source(
     s: &Services,
     task: &mut TaskRow,
@@ -56,7 +61,8 @@ pub(super) async fn source(
 ) -> Result<(Environment, Option<Fresh>), RunError> {
     let t = Instant::now();
     task.workspace = Some(ws.to_string_lossy().into_owned());
-    if task.base_commit.is_some() {
+    let removed = task.workspace_removed_at.is_some() || !ws.is_dir();
+    if task.base_commit.is_some() && !removed {
         let detail = Some("workspace kept from the previous run".into());
         phase(&s.store, &task.id, "clone", t.elapsed(), detail);
         let env = match task.environment.as_deref() {
@@ -73,11 +79,22 @@ pub(super) async fn source(
     dockhand_sandbox::make_workspace(ws, s.sandboxes.workspace_owner())
         .map_err(|e| RunError::Io(format!("creating {}: {e}", ws.display())))?;
     let (repo, origin, via) = mirror(s, task, source, cancel).await?;
+    let recorded = recorded_base(task);
+    let task_ref = recorded.as_ref().map(|_| match source {
+        RepoSource::Remote { .. } => format!("refs/dockhand/{}", task.id),
+        RepoSource::Local { .. } => format!("refs/heads/{}", task.branch),
+    });
     let max = s.config.git.max_bundle_bytes;
+    let branch = match &recorded {
+        Some(base) => Some(base.branch.as_str()),
+        None => task.base_branch.as_deref(),
+    };
     let (base, bundle) = tokio::select! {
-        r = dockhand_forge::seed_bundle(&repo, task.base_branch.as_deref(), max) => r.map_err(RunError::Clone)?,
+        r = dockhand_forge::seed_bundle(&repo, branch, task_ref.as_deref(), max) => r.map_err(RunError::Clone)?,
         _ = cancel.cancelled() => return Err(RunError::Cancelled),
     };
+    // The task's own base stays what it started from.
+    let base = recorded.unwrap_or(base);
     // Read from the repository at the base commit, never from the workspace.
     let env = Environment::read_at(&repo, &base.commit)
         .await
@@ -85,11 +102,20 @@ pub(super) async fn source(
     let fresh = Fresh {
         base,
         bundle,
+        task_ref,
         origin: origin.unwrap_or_else(|| repo.to_string_lossy().into_owned()),
         via,
         started: t,
     };
     Ok((env, Some(fresh)))
+}
+
+/// The base a task that ran before recorded.
+fn recorded_base(task: &TaskRow) -> Option<Base> {
+    Some(Base {
+        branch: task.base_ref.clone()?,
+        commit: task.base_commit.clone()?,
+    })
 }
 
 /// The repository to seed from: a local one as it is, a remote one through
