@@ -161,6 +161,12 @@ pub trait Sandbox: Send + Sync {
         None
     }
 
+    /// What the model should be told about the sandbox since it last asked, for
+    /// example that a lost container was replaced; `None` when nothing happened.
+    fn take_notice(&self) -> Option<String> {
+        None
+    }
+
     /// Tidies up after each agent command: clears setuid and setgid bits the
     /// command set in the workspace, where the backend needs it.
     async fn after_command(&self) -> Result<()> {

@@ -82,7 +82,7 @@ impl BashTool {
     ) -> ToolOutcome {
         if input.get("restart").and_then(Value::as_bool) == Some(true) {
             self.shutdown().await;
-            return match self.start_or_replace(sandbox).await {
+            return match self.start_or_replace(sandbox, out).await {
                 Ok(None) => ToolOutcome::ok("tool has been restarted."),
                 Ok(Some(note)) => ToolOutcome::ok(format!("tool has been restarted.\n{note}")),
                 Err(e) => ToolOutcome::error(e),
@@ -93,7 +93,7 @@ impl BashTool {
         };
         let mut note = None;
         if self.session.is_none() {
-            match self.start_or_replace(sandbox).await {
+            match self.start_or_replace(sandbox, out).await {
                 Ok(n) => note = n,
                 Err(e) => return ToolOutcome::error(e),
             }
@@ -154,11 +154,17 @@ impl BashTool {
                 self.shutdown().await;
                 let why = match reason {
                     Some(r) => format!("command killed: {r}"),
-                    None => "the shell exited".to_owned(),
+                    // Its sandbox may be gone (a removed or crashed container):
+                    // replace it now, so this result says so.
+                    None => match self.start_or_replace(sandbox, out).await {
+                        Ok(Some(note)) => format!("the shell was lost: {note}"),
+                        Ok(None) => "the shell exited".to_owned(),
+                        Err(e) => format!("the shell exited, and {e}"),
+                    },
                 };
                 let _ = write!(
                     text,
-                    "{}[{why}; a new shell starts with the next command, so the working directory and \
+                    "{}[{why}; a new shell runs the next command, so the working directory and \
                      environment variables are reset]",
                     sep(&text)
                 );
@@ -169,7 +175,11 @@ impl BashTool {
 
     /// Starts the shell; when the sandbox can no longer start processes (a fork bomb
     /// filled its process limit), replaces it and says so in the returned note.
-    async fn start_or_replace(&mut self, sandbox: &dyn Sandbox) -> Result<Option<String>, String> {
+    async fn start_or_replace(
+        &mut self,
+        sandbox: &dyn Sandbox,
+        out: &OutputStreamer,
+    ) -> Result<Option<String>, String> {
         let failed = |e: SandboxError| format!("could not start bash in the sandbox: {e}");
         match self.start(sandbox).await {
             Ok(()) => Ok(None),
@@ -178,6 +188,12 @@ impl BashTool {
                     format!("the sandbox cannot start processes ({reason}) and could not be replaced: {e}")
                 })?;
                 self.start(sandbox).await.map_err(failed)?;
+                let id = sandbox.info().id;
+                let short = &id[..id.len().min(12)];
+                out.phase(
+                    "replaced",
+                    format!("{short}, on the same workspace ({reason})"),
+                );
                 Ok(Some(format!(
                     "the sandbox could not start new processes ({reason}), so it was replaced with a fresh one \
                      on the same workspace: files in /workspace are kept; running processes, /tmp and anything \

@@ -112,13 +112,21 @@ impl Tools {
         input: &Value,
         out: &mut OutputStreamer,
     ) -> ToolOutcome {
-        match name {
+        let mut outcome = match name {
             BASH => self.bash.call(self.sandbox.as_ref(), input, out).await,
             EDITOR => self.editor.call(self.sandbox.as_ref(), input).await,
             other => ToolOutcome::error(format!(
                 "unknown tool `{other}`; the tools are `{BASH}` and `{EDITOR}`"
             )),
+        };
+        // A lost container replaced during the call: the model hears it here.
+        if let Some(notice) = self.sandbox.take_notice() {
+            let id = self.sandbox.info().id;
+            let short = &id[..id.len().min(12)];
+            out.phase("replaced", format!("{short}, on the same workspace"));
+            outcome.text = format!("[{notice}]\n{}", outcome.text);
         }
+        outcome
     }
 
     /// Stops the shell (after a cancel, or at the end of a run).

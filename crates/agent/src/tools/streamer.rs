@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use dockhand_protocol::EventBody;
+use dockhand_protocol::PhaseEvent;
 use dockhand_protocol::TaskId;
 use dockhand_protocol::ToolOutputEvent;
 use dockhand_store::Store;
@@ -76,6 +77,19 @@ impl OutputStreamer {
         });
         if let Err(e) = self.store.append(&self.task, body) {
             tracing::warn!(error = %e, "dropping tool output event");
+        }
+    }
+
+    /// Records a `phase` event for the task (a sandbox replaced mid-run).
+    pub fn phase(&self, phase: &str, detail: String) {
+        let body = EventBody::Phase(PhaseEvent {
+            phase: phase.to_owned(),
+            duration_ms: 0,
+            detail: Some(detail),
+            network: None,
+        });
+        if let Err(e) = self.store.append(&self.task, body) {
+            tracing::warn!(error = %e, "dropping a phase event");
         }
     }
 

@@ -33,6 +33,8 @@ use crate::WORKSPACE;
 use crate::egress::Egress;
 use crate::egress::RefusalLog;
 
+/// How long a failing container may take to show it stopped.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Bounds a helper exec (a kill, a counter read) that should take milliseconds.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,6 +61,8 @@ pub(crate) struct Container {
     pub(crate) refusals: RefusalLog,
     /// The running forwarder, started on first use and again if it died.
     link: tokio::sync::Mutex<Option<egress::Link>>,
+    /// Told to the model at its next tool result (a replaced container).
+    notice: Mutex<Option<String>>,
 }
 
 impl Container {
@@ -82,6 +86,7 @@ impl Container {
             egress,
             refusals: RefusalLog::default(),
             link: tokio::sync::Mutex::new(None),
+            notice: Mutex::new(None),
         }
     }
 
@@ -277,6 +282,58 @@ impl Container {
     /// replacement at a time.
     pub(crate) async fn replace(&self) -> Result<()> {
         let _one_at_a_time = self.replacing.lock().await;
+        self.swap().await
+    }
+
+    /// Replaces container `seen` if it is gone or stopped (removed, crashed, its
+    /// engine restarted) and no one replaced it yet; `true` when this call did,
+    /// leaving a notice for the model.
+    pub(crate) async fn recover(&self, seen: &str) -> Result<bool> {
+        let _one_at_a_time = self.replacing.lock().await;
+        if self.id() != seen || !self.is_gone(seen).await {
+            return Ok(false);
+        }
+        self.swap().await?;
+        let notice = format!(
+            "the sandbox's container {} was lost, so it was replaced with a fresh one on the same \
+             workspace: files in /workspace are kept; running processes, /tmp and anything \
+             installed outside /workspace are gone",
+            short(seen)
+        );
+        *self.notice.lock().unwrap_or_else(PoisonError::into_inner) = Some(notice);
+        Ok(true)
+    }
+
+    /// What the model should be told since it last asked.
+    pub(crate) fn take_notice(&self) -> Option<String> {
+        self.notice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Whether container `id` is gone or stopping. A container being removed
+    /// may still say it runs for a moment after its processes died, so a
+    /// running one gets a short, bounded wait for it to stop.
+    async fn is_gone(&self, id: &str) -> bool {
+        match self.docker.inspect_container(id, None).await {
+            Ok(found) if found.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                let options = bollard::query_parameters::WaitContainerOptions {
+                    condition: "not-running".to_owned(),
+                };
+                let mut waiting = self.docker.wait_container(id, Some(options));
+                let stopped = tokio::time::timeout(STOP_WAIT, waiting.next()).await;
+                matches!(stopped, Ok(Some(_)))
+            }
+            Ok(_) => true,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => true,
+            Err(_) => false,
+        }
+    }
+
+    async fn swap(&self) -> Result<()> {
         let old = self.id();
         lifecycle::remove(&self.docker, &old).await?;
         let new = lifecycle::launch(&self.docker, &self.config, &self.spec, &self.role).await?;

@@ -117,7 +117,8 @@ pub(crate) async fn link(
     let created = docker
         .create_exec(container, options)
         .await
-        .map_err(|e| api_error("creating the egress forwarder", e))?;
+        // A container that is gone is broken, so the caller replaces it.
+        .map_err(|e| super::exec::exec_error(container, e))?;
     let start = StartExecOptions {
         detach: false,
         tty: false,
@@ -126,7 +127,7 @@ pub(crate) async fn link(
     let (mut output, input) = match docker.start_exec(&created.id, Some(start)).await {
         Ok(StartExecResults::Attached { output, input }) => (output, input),
         Ok(StartExecResults::Detached) => return Err(failed("Docker started it detached".into())),
-        Err(e) => return Err(api_error("starting the egress forwarder", e)),
+        Err(e) => return Err(super::exec::exec_error(container, e)),
     };
     let (reader, mut writer) = tokio::io::duplex(PIPE_BUFFER);
     // Until it says it listens, so a command can use the proxy at once.

@@ -263,7 +263,7 @@ pub(crate) async fn exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i
 
 /// Maps a failure to start an exec: a container that is gone, stopped or out of
 /// resources can no longer start processes ([`SandboxError::Broken`]).
-fn exec_error(container: &str, err: DockerError) -> SandboxError {
+pub(crate) fn exec_error(container: &str, err: DockerError) -> SandboxError {
     let id = short(container);
     let text = message(&err);
     let lower = text.to_ascii_lowercase();
@@ -277,6 +277,10 @@ fn exec_error(container: &str, err: DockerError) -> SandboxError {
             status_code: 409, ..
         } => SandboxError::Broken {
             reason: format!("container {id} is not running ({text})"),
+        },
+        // The engine's word while a container is being stopped or removed.
+        _ if lower.contains("cannot exec in a stopped state") => SandboxError::Broken {
+            reason: format!("container {id} has stopped ({text})"),
         },
         _ if lower.contains("resource temporarily unavailable")
             || lower.contains("cannot allocate memory")

@@ -53,13 +53,25 @@ impl Sandbox for DockerSandbox {
             )));
         }
         let container = &*self.container;
-        tracing::debug!(container = short(&container.id()), argv = ?req.argv, "exec");
+        let seen = container.id();
+        tracing::debug!(container = short(&seen), argv = ?req.argv, "exec");
         let kills = container.kill_count();
         let before = container.cheap_marks().await;
         let argv = scripts::wrapped(scripts::WRAPPER, req.argv);
-        let opened = container
-            .open(argv, req.cwd.as_deref(), &req.env, req.stdin.is_some())
-            .await?;
+        let open = || {
+            container.open(
+                argv.clone(),
+                req.cwd.as_deref(),
+                &req.env,
+                req.stdin.is_some(),
+            )
+        };
+        // Nothing ran yet, so a lost container is replaced and the command started there.
+        let opened = match open().await {
+            Err(e) if !container.recover(&seen).await? => return Err(e),
+            Err(_) => open().await?,
+            Ok(opened) => opened,
+        };
         let mut out = oneshot::run(
             container,
             opened,
@@ -86,11 +98,18 @@ impl Sandbox for DockerSandbox {
             ?argv,
             "spawn shell"
         );
-        shell::spawn(
-            Arc::clone(&self.container),
-            scripts::wrapped(scripts::SHELL_WRAPPER, argv),
-        )
-        .await
+        let seen = self.container.id();
+        let argv = scripts::wrapped(scripts::SHELL_WRAPPER, argv);
+        let spawn = || shell::spawn(Arc::clone(&self.container), argv.clone());
+        match spawn().await {
+            Err(e) if !self.container.recover(&seen).await? => Err(e),
+            Err(_) => spawn().await,
+            ok => ok,
+        }
+    }
+
+    fn take_notice(&self) -> Option<String> {
+        self.container.take_notice()
     }
 
     async fn kill_all(&self) -> Result<()> {

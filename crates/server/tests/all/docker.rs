@@ -395,3 +395,68 @@ async fn a_warm_pool_container_serves_the_next_task() {
     // The pool refills.
     eventually("the pool to refill", || h.containers().len() == 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_container_costs_only_the_command_running_in_it() {
+    let editor = |path: &str| {
+        Turn::tool(
+            "str_replace_based_edit_tool",
+            json!({"command": "create", "path": path, "file_text": "kept\n"}),
+        )
+    };
+    let scenario = Scenario::new()
+        .turn(editor("/workspace/before.txt"))
+        .turn(bash("echo long-call-started; sleep 120"))
+        .turn(editor("/workspace/after.txt"))
+        .text("Done.");
+    let h = Harness::docker(scenario, |_| {}).await;
+    let repo = h.repo(&[("README", "r\n")]);
+    let task = h.submit(&repo, "survive").await;
+    let mut ws = h.ws(task.id.as_str(), 0).await;
+    read_until(&mut ws, |e| {
+        matches!(&e.body, EventBody::ToolOutput(o) if o.text.contains("long-call-started"))
+            || is_end(e)
+    })
+    .await;
+    let lost = h.containers();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let out = std::process::Command::new("docker")
+        .args(["rm", "-f", &lost[0]])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let done = h.wait_done(task.id.as_str()).await;
+    let events = h.events(task.id.as_str()).await;
+    let said: Vec<String> = results(&events).into_iter().map(|r| r.output).collect();
+    assert_eq!(
+        done.status,
+        TaskStatus::Succeeded,
+        "{:?}: {said:?}",
+        done.error
+    );
+    for file in ["before.txt", "after.txt"] {
+        let spec = format!("{}:{file}", done.branch);
+        assert_eq!(git(&repo, &["show", &spec]), "kept");
+    }
+    let long = &results(&events)[1];
+    assert!(
+        long.output.contains("was lost") && long.output.contains("replaced"),
+        "told in the result of the call that was running: {}",
+        long.output
+    );
+    let replaced: Vec<PhaseEvent> = phases(&events)
+        .into_iter()
+        .filter(|p| p.phase == "replaced")
+        .collect();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    let now = done.sandbox.expect("the task names its sandbox").id;
+    assert_ne!(now, lost[0], "the task names the new container");
+    assert!(
+        replaced[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with(&now[..12])
+    );
+}

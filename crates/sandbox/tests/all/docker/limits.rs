@@ -106,28 +106,41 @@ async fn docker_replace_gives_a_fresh_container_on_the_same_workspace() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn docker_stopped_container_is_broken_until_replaced() {
+async fn docker_a_lost_container_is_replaced_at_its_next_use() {
     let host = DockerHost::new().await;
     let sb = host.sandbox(NetworkLevel::None).await;
     sb.write_file("/workspace/kept.txt", b"kept").await.unwrap();
+    let lost = sb.info().id;
     host.docker
-        .kill_container(&sb.info().id, None::<KillContainerOptions>)
+        .kill_container(&lost, None::<KillContainerOptions>)
         .await
         .unwrap();
-    let err = sb
-        .exec(ExecRequest::new(["true"]), &mut |_, _| {})
+    assert_eq!(sb.take_notice(), None, "nothing happened yet");
+    let out = sb
+        .exec(
+            ExecRequest::new(["cat", "/workspace/kept.txt"]),
+            &mut |_, _| {},
+        )
         .await
-        .unwrap_err();
-    assert!(matches!(err, SandboxError::Broken { .. }), "{err:?}");
-    assert!(err.to_string().contains("not running"), "{err}");
-    let err = sb.spawn_shell(vec!["sh".to_owned()]).await.err().unwrap();
-    assert!(matches!(err, SandboxError::Broken { .. }), "{err:?}");
-
-    sb.replace().await.unwrap();
-    assert_eq!(
-        sb.read_file("/workspace/kept.txt", 100).await.unwrap(),
-        b"kept"
+        .unwrap();
+    assert_eq!(out.stdout, b"kept", "the command ran in a fresh container");
+    assert_ne!(sb.info().id, lost);
+    let notice = sb.take_notice().expect("the model is told");
+    assert!(
+        notice.contains(&lost[..12]) && notice.contains("replaced"),
+        "{notice}"
     );
+    assert_eq!(sb.take_notice(), None, "told once");
     // Counters of the new container start afresh.
     assert_eq!(sb.limit_marks().await, LimitMarks::default());
+
+    // A shell too starts in a replacement.
+    let again = sb.info().id;
+    host.docker
+        .kill_container(&again, None::<KillContainerOptions>)
+        .await
+        .unwrap();
+    sb.spawn_shell(vec!["sh".to_owned()]).await.unwrap();
+    assert_ne!(sb.info().id, again);
+    assert!(sb.take_notice().is_some());
 }
