@@ -63,14 +63,14 @@ pub fn run(opts: &Opts) -> Report {
     report
 }
 
-fn backend_name(backend: Backend) -> &'static str {
+pub(crate) fn backend_name(backend: Backend) -> &'static str {
     match backend {
         Backend::Local => "local",
         Backend::Docker => "docker",
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
@@ -88,7 +88,7 @@ git -c user.name=b -c user.email=b@b commit -q -m init
 git rev-parse HEAD
 "#;
 
-async fn sh(sandbox: &dyn Sandbox, script: &str) -> Result<Vec<u8>> {
+pub(crate) async fn sh(sandbox: &dyn Sandbox, script: &str) -> Result<Vec<u8>> {
     let mut req = ExecRequest::new(["sh", "-c", script]);
     req.output_cap = 64 << 20;
     let out = sandbox.exec(req, &mut |_, _| {}).await?;
@@ -98,7 +98,10 @@ async fn sh(sandbox: &dyn Sandbox, script: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-async fn provider(config: &Config, backend: Backend) -> Result<Arc<dyn SandboxProvider>> {
+pub(crate) async fn provider(
+    config: &Config,
+    backend: Backend,
+) -> Result<Arc<dyn SandboxProvider>> {
     Ok(match backend {
         Backend::Local => Arc::new(dockhand_sandbox::local::LocalProvider::new(
             dockhand_server::sandboxes::local_config(config, None),
@@ -257,11 +260,11 @@ async fn restore_row(
     ))
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<()> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<()> {
     git_out(dir, args).map(|_| ())
 }
 
-fn git_out(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git_out(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git").arg("-C").arg(dir).args(args).output()?;
     if !out.status.success() {
         bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -34,6 +34,12 @@
 //!   1-file and a 1,000-file change in a 1,000-file repository, on the local
 //!   backend and on docker, beside one `true` through the same sandbox's exec;
 //!   and the time to restore the chain into a fresh repository.
+//! - `seed`: seed and publish time of a 50-file repository on docker and local
+//!   (the coordinator's bundle, uploaded and fetched in the sandbox; the
+//!   sandbox's commit and bundle, downloaded and fetched back), beside a raw
+//!   host `git clone --no-local` into the bind-mounted workspace and a host
+//!   commit, `git bundle create` and `git fetch`; the container is started
+//!   before the clock on both sides.
 //!
 //! Progress goes to stderr; the report (machine, table, notes) to stdout.
 
@@ -44,6 +50,7 @@ mod commit;
 mod eventlog;
 mod latency;
 mod memory;
+mod seed;
 mod startup;
 mod wsclient;
 
@@ -138,16 +145,17 @@ struct Args {
     memory: bool,
     startup: bool,
     checkpoint: bool,
+    seed: bool,
     dockhand: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory,startup,checkpoint] [--dockhand PATH]
+    "usage: dockhand-bench [--quick] [--only eventlog,latency,memory,startup,checkpoint,seed] [--dockhand PATH]
 
   --quick          a smaller run (fewer events, shorter latency runs)
   --only LIST      run only these sections (comma-separated: eventlog, latency, memory,
-                   startup, checkpoint; startup needs Docker and the sandbox image)
-  --eventlog, --latency, --memory, --startup, --checkpoint
+                   startup, checkpoint, seed; startup needs Docker and the sandbox image)
+  --eventlog, --latency, --memory, --startup, --checkpoint, --seed
                    the same, one flag per section (may be combined)
   --dockhand PATH  the dockhand binary for the memory section
                    (default: target/release/dockhand, built or brought
@@ -162,6 +170,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         memory: false,
         startup: false,
         checkpoint: false,
+        seed: false,
         dockhand: None,
     };
     let mut any = false;
@@ -174,6 +183,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 "memory" => args.memory = true,
                 "startup" => args.startup = true,
                 "checkpoint" => args.checkpoint = true,
+                "seed" => args.seed = true,
                 other => return Err(format!("unknown section {other:?}")),
             }
             any = true;
@@ -181,7 +191,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         };
         match arg.as_str() {
             "--quick" => args.quick = true,
-            "--eventlog" | "--latency" | "--memory" | "--startup" | "--checkpoint" => {
+            "--eventlog" | "--latency" | "--memory" | "--startup" | "--checkpoint" | "--seed" => {
                 select(&arg[2..])?
             }
             "--only" => {
@@ -206,6 +216,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         args.memory = true;
         args.startup = true;
         args.checkpoint = true;
+        args.seed = true;
     }
     Ok(Some(args))
 }
@@ -310,7 +321,7 @@ fn main() -> Result<()> {
     println!("- open file limit: {nofile}\n");
 
     let mut report = Report::default();
-    let sections: [(bool, &str, &str); 5] = [
+    let sections: [(bool, &str, &str); 6] = [
         (
             args.eventlog,
             "eventlog",
@@ -336,6 +347,11 @@ fn main() -> Result<()> {
             "checkpoint",
             "checkpoint cost per turn and restore, local and docker",
         ),
+        (
+            args.seed,
+            "seed",
+            "seed and publish against a host clone plus a bind mount",
+        ),
     ];
     for (wanted, name, what) in sections {
         if !wanted {
@@ -348,6 +364,7 @@ fn main() -> Result<()> {
             "latency" => latency::run(&latency::Opts::new(args.quick)),
             "startup" => startup::run(&startup::Opts::new(args.quick)),
             "checkpoint" => checkpoint::run(&checkpoint::Opts::new(args.quick)),
+            "seed" => seed::run(&seed::Opts::new(args.quick)),
             _ => memory::run(&memory::Opts::new(args.quick, args.dockhand.clone())),
         });
         if let Some(note) = watch.note(name) {
