@@ -10,7 +10,7 @@
 //! emptied workspace; runs alternate between the two sides.
 //!
 //! The product's steps are the ones the server takes: `seed_bundle` from
-//! dockhand-forge, then `Sandbox::upload` and the seed script (provision/seed.rs);
+//! dockhand-forge, then the seed script with the bundle on its stdin (provision/seed.rs);
 //! publish runs the commit script (publish/commit.rs), `Sandbox::download`, a
 //! private copy and `dockhand_forge::fetch_bundle` (publish/mod.rs). The scripts
 //! and the copy are private to the server, so they are reproduced here verbatim.
@@ -59,7 +59,9 @@ const COMMITS: usize = 5;
 
 /// The seed script of crates/server/src/runner/provision/seed.rs, verbatim.
 const SEED_SCRIPT: &str = r#"set -eu
-bundle="$1"; base="$2"; branch="$3"; origin="$4"; task_ref="$5"
+base="$1"; branch="$2"; origin="$3"; task_ref="$4"
+bundle=/workspace/.dockhand-seed.bundle
+cat > "$bundle"
 cd /workspace
 git init --quiet
 git remote add -t "$base" origin "$origin"
@@ -74,9 +76,6 @@ else
   git -c core.hooksPath=/dev/null checkout --quiet -b "$branch" "$base"
 fi
 "#;
-
-/// The seed bundle's name in the workspace (provision/seed.rs).
-const SEED_BUNDLE: &str = ".dockhand-seed.bundle";
 
 /// The commit script of crates/server/src/publish/commit.rs, verbatim.
 const COMMIT_SCRIPT: &str = r#"set -eu
@@ -202,8 +201,8 @@ async fn run_backend(opts: &Opts, backend: Backend) -> Result<Report> {
     }
     if let Ok(report) = &mut result {
         report.notes.push(format!(
-            "seed ({}): the product's seed is `seed_bundle` + `Sandbox::upload` + the seed \
-             script, its publish the commit script + `Sandbox::download` + `fetch_bundle` \
+            "seed ({}): the product's seed is `seed_bundle` + the seed script (the bundle on its stdin), \
+             its publish the commit script + `Sandbox::download` + `fetch_bundle` \
              (fsckObjects); the baseline's seed is a host `git clone --no-local`{}, its \
              publish a host `git add -A` + `git commit` + `git bundle create` + `git fetch` \
              into the source repository. {FILES} files, {COMMITS} commits; the change is 3 \
@@ -263,8 +262,8 @@ async fn measure(
     let src = make_source(dir)?;
     let bundles = dir.join("bundles");
     std::fs::create_dir_all(&bundles)?;
-    // What any exec costs here: the product's seed takes 2 (upload, script),
-    // its publish 2 (commit script, download).
+    // What any exec costs here: the product's seed takes 1 (the script, with
+    // the bundle on its stdin), its publish 2 (commit script, download).
     let mut floor = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -280,7 +279,7 @@ async fn measure(
         for (all, ms) in steps.iter_mut().zip(split) {
             all.push(ms);
         }
-        let (seed, publish) = (split[..3].iter().sum(), split[3..].iter().sum());
+        let (seed, publish) = (split[..2].iter().sum(), split[2..].iter().sum());
         mine.push(seed, publish);
         let (seed, publish) = raw_run(&raw.0, raw.1.as_deref(), &src, run).await?;
         theirs.push(seed, publish);
@@ -293,7 +292,7 @@ async fn measure(
     let mut report = Report::default();
     report.notes.push(format!(
         "seed ({name}): one exec of `true` in the sandbox takes {floor:.0} ms (p50); the \
-         product's seed runs 2 execs (upload, seed script) and its publish 2 (commit \
+         product's seed runs 1 exec (the seed script, the bundle on its stdin) and its publish 2 (commit \
          script, download), the baseline none"
     ));
     let split: Vec<String> = STEPS
@@ -342,11 +341,10 @@ async fn exec(sandbox: &dyn Sandbox, req: ExecRequest) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The product's steps, timed one by one: 3 of seed, then 3 of publish.
-const STEPS: [&str; 6] = [
+/// The product's steps, timed one by one: 2 of seed, then 3 of publish.
+const STEPS: [&str; 5] = [
     "seed_bundle",
-    "upload",
-    "seed script",
+    "seed script (the bundle on its stdin)",
     "commit script",
     "download",
     "private copy + fetch_bundle",
@@ -359,8 +357,8 @@ async fn product_run(
     src: &Path,
     bundles: &Path,
     run: usize,
-) -> Result<[f64; 6]> {
-    let mut split = [0.0; 6];
+) -> Result<[f64; 5]> {
+    let mut split = [0.0; 5];
     let mut lap = |i: usize, t: &mut Instant| {
         split[i] = t.elapsed().as_secs_f64() * 1000.0;
         *t = Instant::now();
@@ -373,16 +371,13 @@ async fn product_run(
     let mut t = Instant::now();
     let (base, bundle) = dockhand_forge::seed_bundle(src, Some("main"), None, max).await?;
     lap(0, &mut t);
-    sandbox.upload(WORKSPACE, SEED_BUNDLE, &bundle).await?;
-    lap(1, &mut t);
-    let path = format!("{WORKSPACE}/{SEED_BUNDLE}");
     let origin = src.to_string_lossy();
-    let argv = ["sh", "-c", SEED_SCRIPT, "seed", &path, &base.branch];
+    let argv = ["sh", "-c", SEED_SCRIPT, "seed", &base.branch];
     let rest = [branch.as_str(), &origin, ""];
-    exec(sandbox, ExecRequest::new(argv.into_iter().chain(rest)))
-        .await
-        .context("seeding")?;
-    lap(2, &mut t);
+    let mut req = ExecRequest::new(argv.into_iter().chain(rest));
+    req.stdin = Some(bundle);
+    exec(sandbox, req).await.context("seeding")?;
+    lap(1, &mut t);
 
     let head = sh(sandbox, "git rev-parse HEAD").await?;
     if String::from_utf8_lossy(&head).trim() != base.commit {
@@ -411,12 +406,12 @@ async fn product_run(
         .context("the commit script reported no head")?
         .trim()
         .to_owned();
-    lap(3, &mut t);
+    lap(2, &mut t);
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let bytes = sandbox
         .download(&format!("{WORKSPACE}/{RESULT_BUNDLE}"), limit)
         .await?;
-    lap(4, &mut t);
+    lap(3, &mut t);
     // crate::data_dir::write_private in the server: a file only its owner reads.
     let copy = bundles.join(format!("{run}.bundle"));
     std::fs::OpenOptions::new()
@@ -427,7 +422,7 @@ async fn product_run(
         .write_all(&bytes)?;
     let commit = dockhand_forge::fetch_bundle(&copy, src, &branch).await?;
     std::fs::remove_file(&copy)?;
-    lap(5, &mut t);
+    lap(4, &mut t);
 
     if commit != head {
         bail!("the bundle holds {commit}, not the committed head {head}");

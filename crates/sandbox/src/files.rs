@@ -179,22 +179,6 @@ fn parent_dir(path: &str) -> &str {
     }
 }
 
-/// Refuses a file name that is not one plain path component.
-pub(crate) fn check_name(name: &str) -> Result<()> {
-    let plain = !name.is_empty()
-        && name.len() <= 100
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\0']);
-    if plain {
-        Ok(())
-    } else {
-        Err(SandboxError::Invalid(format!(
-            "{name:?} is not a plain file name"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::parent_dir;

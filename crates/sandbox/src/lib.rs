@@ -196,18 +196,6 @@ pub trait Sandbox: Send + Sync {
         files::write_answer(path, out)
     }
 
-    /// Copies `data` into the sandbox as file `name` in directory `dir` (which
-    /// must exist), owned by the sandbox user: how the coordinator hands over
-    /// bundles. It goes through an exec's stdin, in the sandbox's own view of
-    /// its files (on docker, the Engine API's archive upload was tried: with the
-    /// fuse-overlayfs storage driver a running container did not always see
-    /// what it wrote).
-    async fn upload(&self, dir: &str, name: &str, data: &[u8]) -> Result<()> {
-        files::check_name(name)?;
-        self.write_file(&format!("{}/{name}", dir.trim_end_matches('/')), data)
-            .await
-    }
-
     /// Copies the regular file at `path` out of the sandbox, refusing a symlink
     /// (never followed), a directory or more than `max` bytes: how the coordinator
     /// takes bundles back, through an exec's stdout.

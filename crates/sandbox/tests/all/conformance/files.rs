@@ -148,7 +148,7 @@ pub(crate) async fn bundles_go_in_and_come_back_whole<F: Fixture>(fx: &F) {
     // Every byte value, and more than one pipe or tar block.
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     sh(&*sb, "mkdir -p /workspace/in").await;
-    sb.upload("/workspace/in", "seed.bundle", &data)
+    sb.write_file("/workspace/in/seed.bundle", &data)
         .await
         .unwrap();
     let out = sh(
@@ -193,14 +193,5 @@ pub(crate) async fn bundles_go_in_and_come_back_whole<F: Fixture>(fx: &F) {
     for link in ["/workspace/link.bundle", "/workspace/near.bundle"] {
         let err = sb.download(link, 1 << 20).await.unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{link}: {err}");
-    }
-    for bad in ["", "..", "a/b", "x\0y"] {
-        assert!(
-            matches!(
-                sb.upload("/workspace/in", bad, b"x").await,
-                Err(SandboxError::Invalid(_))
-            ),
-            "{bad:?}"
-        );
     }
 }

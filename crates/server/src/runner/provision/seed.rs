@@ -1,7 +1,7 @@
 //! Seeding a fresh workspace inside its sandbox: the coordinator hands over a
-//! bundle of the base branch (through the archive API on docker) and the
-//! sandbox user clones from it, so the coordinator never runs git in a
-//! workspace. The task's base and environment are recorded only once the
+//! bundle of the base branch on one command's stdin, and the sandbox user
+//! writes it and fetches from it in that same command, so the coordinator
+//! never runs git in a workspace. The task's base and environment are recorded only once the
 //! workspace holds them, so a crash before that seeds again.
 
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use dockhand_forge::Environment;
 use dockhand_sandbox::ExecRequest;
 use dockhand_sandbox::Sandbox;
-use dockhand_sandbox::WORKSPACE;
 use dockhand_store::TaskRow;
 use tokio_util::sync::CancellationToken;
 
@@ -19,14 +18,13 @@ use super::workspace::Fresh;
 use crate::services::Services;
 use crate::text::tail;
 
-/// The bundle's name while it is in the workspace.
-const BUNDLE: &str = ".dockhand-seed.bundle";
-
-/// Runs as the sandbox user: the base branch as a local branch tracking
+/// Runs as the sandbox user, the bundle on stdin: the base branch as a local branch tracking
 /// `origin`, the task branch checked out (from the bundle's `$5` when it
 /// continues one, else new from the base), the bundle gone.
 const SCRIPT: &str = r#"set -eu
-bundle="$1"; base="$2"; branch="$3"; origin="$4"; task_ref="$5"
+base="$1"; branch="$2"; origin="$3"; task_ref="$4"
+bundle=/workspace/.dockhand-seed.bundle
+cat > "$bundle"
 cd /workspace
 git init --quiet
 git remote add -t "$base" origin "$origin"
@@ -52,16 +50,12 @@ pub(super) async fn seed(
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let failed = |why: String| RunError::Io(format!("seeding the workspace: {why}"));
-    sandbox
-        .upload(WORKSPACE, BUNDLE, &fresh.bundle)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let bundle = format!("{WORKSPACE}/{BUNDLE}");
     let base = &fresh.base;
-    let argv = ["sh", "-c", SCRIPT, "seed", &bundle, &base.branch];
+    let argv = ["sh", "-c", SCRIPT, "seed", &base.branch];
     let task_ref = fresh.task_ref.as_deref().unwrap_or("");
     let rest = [task.branch.as_str(), &fresh.origin, task_ref];
     let mut req = ExecRequest::new(argv.into_iter().chain(rest));
+    req.stdin = Some(fresh.bundle);
     req.timeout = Duration::from_secs(s.config.sandbox.setup_timeout_secs);
     let mut quiet = |_, _: &[u8]| {};
     let out = tokio::select! {
