@@ -45,19 +45,33 @@ impl Opts {
 }
 
 pub fn run(opts: &Opts) -> Report {
+    each_backend(
+        [Backend::Local, Backend::Docker],
+        "checkpoint per turn",
+        |b| run_backend(opts, b),
+    )
+}
+
+/// Runs `case` on each backend in a runtime of its own; a backend whose run
+/// fails is one failed row, `label (backend)`.
+pub(crate) fn each_backend<F, Fut>(backends: [Backend; 2], label: &str, case: F) -> Report
+where
+    F: Fn(Backend) -> Fut,
+    Fut: std::future::Future<Output = Result<Report>>,
+{
     let mut report = Report::default();
-    for backend in [Backend::Local, Backend::Docker] {
+    for backend in backends {
         let name = backend_name(backend);
         let result = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("building the runtime")
-            .and_then(|rt| rt.block_on(run_backend(opts, backend)));
+            .and_then(|rt| rt.block_on(case(backend)));
         match result {
             Ok(r) => report.extend(r),
             Err(e) => report
                 .rows
-                .push(Row::failed(format!("checkpoint per turn ({name})"), &e)),
+                .push(Row::failed(format!("{label} ({name})"), &e)),
         }
     }
     report

@@ -13,7 +13,8 @@
 //! dockhand-forge, then the seed script with the bundle on its stdin (provision/seed.rs);
 //! publish runs the commit script (publish/commit.rs), `Sandbox::download`, a
 //! private copy and `dockhand_forge::fetch_bundle` (publish/mod.rs). The scripts
-//! and the copy are private to the server, so they are reproduced here verbatim.
+//! are the server's own (`dockhand_server::sandbox_scripts`); the private copy
+//! is reproduced here.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,10 +33,12 @@ use dockhand_sandbox::SandboxSpec;
 use dockhand_sandbox::WORKSPACE;
 use dockhand_server::Config;
 use dockhand_server::config::Backend;
+use dockhand_server::sandbox_scripts;
 
 use crate::Report;
 use crate::Row;
 use crate::checkpoint::backend_name;
+use crate::checkpoint::each_backend;
 use crate::checkpoint::git;
 use crate::checkpoint::git_out;
 use crate::checkpoint::median;
@@ -57,54 +60,6 @@ impl Opts {
 const FILES: usize = 50;
 const COMMITS: usize = 5;
 
-/// The seed script of crates/server/src/runner/provision/seed.rs, verbatim.
-const SEED_SCRIPT: &str = r#"set -eu
-base="$1"; branch="$2"; origin="$3"; task_ref="$4"
-bundle=/workspace/.dockhand-seed.bundle
-cat > "$bundle"
-cd /workspace
-git init --quiet
-git remote add -t "$base" origin "$origin"
-set -- "+refs/heads/$base:refs/remotes/origin/$base"
-[ -z "$task_ref" ] || set -- "$@" "+$task_ref:refs/heads/$branch"
-git -c core.hooksPath=/dev/null fetch --quiet --no-tags "$bundle" "$@"
-rm -f -- "$bundle"
-git branch --quiet --track "$base" "refs/remotes/origin/$base"
-if [ -n "$task_ref" ]; then
-  git -c core.hooksPath=/dev/null checkout --quiet "$branch"
-else
-  git -c core.hooksPath=/dev/null checkout --quiet -b "$branch" "$base"
-fi
-"#;
-
-/// The commit script of crates/server/src/publish/commit.rs, verbatim.
-const COMMIT_SCRIPT: &str = r#"set -eu
-branch="$1"; base="$2"; name="$3"; email="$4"; want_bundle="$5"
-cd /workspace
-git -c core.hooksPath=/dev/null add -A
-if ! git diff --cached --quiet; then
-  git -c core.hooksPath=/dev/null -c commit.gpgsign=false -c user.name="$name" -c user.email="$email" \
-    commit --quiet --no-verify -F -
-fi
-head=$(git rev-parse HEAD)
-if [ "$(git rev-parse -q --verify "refs/heads/$branch" || true)" != "$head" ]; then
-  git update-ref "refs/heads/$branch" "$head"
-fi
-echo "HEAD $head"
-echo "SHORTSTAT $(git diff --shortstat "$base" "$head")"
-if [ "$want_bundle" = yes ] && [ "$head" != "$base" ]; then
-  mkdir -p .git/dockhand
-  rm -f .git/dockhand/result.bundle
-  git bundle create --quiet .git/dockhand/result.bundle "refs/heads/$branch" "^$base"
-  echo BUNDLE
-fi
-echo STAT
-git diff --stat=100 "$base" "$head" | tail -n 60
-"#;
-
-/// Where the commit script leaves the bundle, relative to the workspace.
-const RESULT_BUNDLE: &str = ".git/dockhand/result.bundle";
-
 /// The task's change, the same on both sides: 3 files edited, 1 added.
 const CHANGE: &str = "set -eu
 echo changed >> src/f0.txt
@@ -114,22 +69,9 @@ echo new > src/new.txt
 ";
 
 pub fn run(opts: &Opts) -> Report {
-    let mut report = Report::default();
-    for backend in [Backend::Docker, Backend::Local] {
-        let name = backend_name(backend);
-        let result = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("building the runtime")
-            .and_then(|rt| rt.block_on(run_backend(opts, backend)));
-        match result {
-            Ok(r) => report.extend(r),
-            Err(e) => report
-                .rows
-                .push(Row::failed(format!("seed + publish ({name})"), &e)),
-        }
-    }
-    report
+    each_backend([Backend::Docker, Backend::Local], "seed + publish", |b| {
+        run_backend(opts, b)
+    })
 }
 
 /// Per-run times in ms: seed, publish.
@@ -372,7 +314,7 @@ async fn product_run(
     let (base, bundle) = dockhand_forge::seed_bundle(src, Some("main"), None, max).await?;
     lap(0, &mut t);
     let origin = src.to_string_lossy();
-    let argv = ["sh", "-c", SEED_SCRIPT, "seed", &base.branch];
+    let argv = ["sh", "-c", sandbox_scripts::SEED, "seed", &base.branch];
     let rest = [branch.as_str(), &origin, ""];
     let mut req = ExecRequest::new(argv.into_iter().chain(rest));
     req.stdin = Some(bundle);
@@ -389,7 +331,7 @@ async fn product_run(
     let mut req = ExecRequest::new([
         "sh",
         "-c",
-        COMMIT_SCRIPT,
+        sandbox_scripts::COMMIT,
         "dockhand-publish",
         &branch,
         &base.commit,
@@ -409,7 +351,10 @@ async fn product_run(
     lap(2, &mut t);
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let bytes = sandbox
-        .download(&format!("{WORKSPACE}/{RESULT_BUNDLE}"), limit)
+        .download(
+            &format!("{WORKSPACE}/{}", sandbox_scripts::RESULT_BUNDLE),
+            limit,
+        )
         .await?;
     lap(3, &mut t);
     // crate::data_dir::write_private in the server: a file only its owner reads.

@@ -47,14 +47,18 @@ fn make_dir(path: &Path) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only. One already there (left by an
+/// interrupted run, say) is replaced rather than rewritten, so its mode is ours.
 pub(crate) fn write_private(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?
         .write_all(data.as_ref())

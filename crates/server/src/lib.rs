@@ -24,6 +24,14 @@ pub mod tasks;
 mod text;
 mod triggers;
 
+/// The scripts the coordinator runs inside a sandbox, so the benchmark harness
+/// runs exactly the same steps.
+pub mod sandbox_scripts {
+    pub use crate::publish::commit::BUNDLE as RESULT_BUNDLE;
+    pub use crate::publish::commit::SCRIPT as COMMIT;
+    pub use crate::runner::provision::seed::SCRIPT as SEED;
+}
+
 pub use config::Config;
 pub use coordinator::Coordinator;
 pub use error::StartError;

@@ -82,7 +82,7 @@ impl BashTool {
     ) -> ToolOutcome {
         if input.get("restart").and_then(Value::as_bool) == Some(true) {
             self.shutdown().await;
-            return match self.start_or_replace(sandbox, out).await {
+            return match self.start_or_replace(sandbox).await {
                 Ok(None) => ToolOutcome::ok("tool has been restarted."),
                 Ok(Some(note)) => ToolOutcome::ok(format!("tool has been restarted.\n{note}")),
                 Err(e) => ToolOutcome::error(e),
@@ -93,7 +93,7 @@ impl BashTool {
         };
         let mut note = None;
         if self.session.is_none() {
-            match self.start_or_replace(sandbox, out).await {
+            match self.start_or_replace(sandbox).await {
                 Ok(n) => note = n,
                 Err(e) => return ToolOutcome::error(e),
             }
@@ -156,7 +156,7 @@ impl BashTool {
                     Some(r) => format!("command killed: {r}"),
                     // Its sandbox may be gone (a removed or crashed container):
                     // replace it now, so this result says so.
-                    None => match self.start_or_replace(sandbox, out).await {
+                    None => match self.start_or_replace(sandbox).await {
                         Ok(Some(note)) => format!("the shell was lost: {note}"),
                         Ok(None) => "the shell exited".to_owned(),
                         Err(e) => format!("the shell exited, and {e}"),
@@ -175,11 +175,7 @@ impl BashTool {
 
     /// Starts the shell; when the sandbox can no longer start processes (a fork bomb
     /// filled its process limit), replaces it and says so in the returned note.
-    async fn start_or_replace(
-        &mut self,
-        sandbox: &dyn Sandbox,
-        out: &OutputStreamer,
-    ) -> Result<Option<String>, String> {
+    async fn start_or_replace(&mut self, sandbox: &dyn Sandbox) -> Result<Option<String>, String> {
         let failed = |e: SandboxError| format!("could not start bash in the sandbox: {e}");
         match self.start(sandbox).await {
             Ok(()) => Ok(None),
@@ -188,16 +184,9 @@ impl BashTool {
                     format!("the sandbox cannot start processes ({reason}) and could not be replaced: {e}")
                 })?;
                 self.start(sandbox).await.map_err(failed)?;
-                let id = sandbox.info().id;
-                let short = &id[..id.len().min(12)];
-                out.phase(
-                    "replaced",
-                    format!("{short}, on the same workspace ({reason})"),
-                );
+                // The sandbox's own notice says what was replaced and what is gone.
                 Ok(Some(format!(
-                    "the sandbox could not start new processes ({reason}), so it was replaced with a fresh one \
-                     on the same workspace: files in /workspace are kept; running processes, /tmp and anything \
-                     installed outside /workspace are gone"
+                    "the sandbox could not start new processes: {reason}"
                 )))
             }
             Err(e) => Err(failed(e)),

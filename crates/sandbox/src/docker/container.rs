@@ -282,25 +282,17 @@ impl Container {
     /// replacement at a time.
     pub(crate) async fn replace(&self) -> Result<()> {
         let _one_at_a_time = self.replacing.lock().await;
-        self.swap().await
+        self.swap("could not start processes").await
     }
 
     /// Replaces container `seen` if it is gone or stopped (removed, crashed, its
-    /// engine restarted) and no one replaced it yet; `true` when this call did,
-    /// leaving a notice for the model.
+    /// engine restarted) and no one replaced it yet; `true` when this call did.
     pub(crate) async fn recover(&self, seen: &str) -> Result<bool> {
         let _one_at_a_time = self.replacing.lock().await;
         if self.id() != seen || !self.is_gone(seen).await {
             return Ok(false);
         }
-        self.swap().await?;
-        let notice = format!(
-            "the sandbox's container {} was lost, so it was replaced with a fresh one on the same \
-             workspace: files in /workspace are kept; running processes, /tmp and anything \
-             installed outside /workspace are gone",
-            short(seen)
-        );
-        *self.notice.lock().unwrap_or_else(PoisonError::into_inner) = Some(notice);
+        self.swap("was lost").await?;
         Ok(true)
     }
 
@@ -333,7 +325,8 @@ impl Container {
         }
     }
 
-    async fn swap(&self) -> Result<()> {
+    /// Replaces the container, leaving a notice for the model that says `why`.
+    async fn swap(&self, why: &str) -> Result<()> {
         let old = self.id();
         lifecycle::remove(&self.docker, &old).await?;
         let new = lifecycle::launch(&self.docker, &self.config, &self.spec, &self.role).await?;
@@ -345,6 +338,13 @@ impl Container {
         *self.id.write().unwrap_or_else(PoisonError::into_inner) = new;
         // The old container took its forwarder with it.
         *self.link.lock().await = None;
+        let notice = format!(
+            "the sandbox's container {} {why}, so it was replaced with a fresh one on the same \
+             workspace: files in /workspace are kept; running processes, /tmp and anything \
+             installed outside /workspace are gone",
+            short(&old)
+        );
+        *self.notice.lock().unwrap_or_else(PoisonError::into_inner) = Some(notice);
         Ok(())
     }
 }

@@ -1,8 +1,6 @@
 //! Bringing a task's checkpoints back: the bundle chain from the store, fetched
 //! in order into a repository the coordinator owns, with every object checked.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use dockhand_protocol::TaskId;
@@ -28,31 +26,14 @@ pub async fn restore(
     for checkpoint in &chain {
         let bundle = store.blob(checkpoint.blob_id)?;
         let file = scratch.join(format!("{task}-checkpoint-{}.bundle", checkpoint.id));
-        write_new(&file, &bundle)?;
+        crate::data_dir::write_private(&file, &bundle).map_err(|source| CheckpointError::Io {
+            what: format!("writing {}", file.display()),
+            source,
+        })?;
         let fetched =
             dockhand_forge::fetch_checkpoint(&file, repo, &checkpoint.commit, &target).await;
         let _ = std::fs::remove_file(&file);
         fetched?;
     }
     Ok(chain.into_iter().last())
-}
-
-/// Writes `data` to a new file readable by its owner only.
-fn write_new(path: &Path, data: &[u8]) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
-    // A file left by an interrupted restore goes first.
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)
 }

@@ -12,11 +12,11 @@ use crate::config::GitConfig;
 use crate::text::clip;
 
 /// Where the sandbox writes the bundle, relative to the workspace.
-pub(super) const BUNDLE: &str = ".git/dockhand/result.bundle";
+pub const BUNDLE: &str = ".git/dockhand/result.bundle";
 
 /// Runs in the sandbox: commit everything on the task branch, print the head
 /// and the diff stat against the base, and write a bundle when asked.
-const SCRIPT: &str = r#"set -eu
+pub const SCRIPT: &str = r#"set -eu
 branch="$1"; base="$2"; name="$3"; email="$4"; want_bundle="$5"
 cd /workspace
 git -c core.hooksPath=/dev/null add -A

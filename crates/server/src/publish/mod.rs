@@ -4,7 +4,7 @@
 //! and pushed from there, with a pull request (remote). The host never runs git in
 //! the workspace, so nothing the agent wrote (hooks, filters, config) runs on the host.
 
-mod commit;
+pub(crate) mod commit;
 mod github;
 
 pub(crate) use github::MARKER;

@@ -2,7 +2,7 @@
 
 mod error;
 mod events;
-mod provision;
+pub(crate) mod provision;
 
 use std::sync::Arc;
 use std::sync::OnceLock;

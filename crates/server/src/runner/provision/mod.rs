@@ -7,7 +7,7 @@
 
 mod environment;
 mod sandbox;
-mod seed;
+pub(crate) mod seed;
 mod workspace;
 
 use std::sync::Arc;

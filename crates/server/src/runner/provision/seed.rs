@@ -21,7 +21,7 @@ use crate::text::tail;
 /// Runs as the sandbox user, the bundle on stdin: the base branch as a local branch tracking
 /// `origin`, the task branch checked out (from the bundle's `$5` when it
 /// continues one, else new from the base), the bundle gone.
-const SCRIPT: &str = r#"set -eu
+pub const SCRIPT: &str = r#"set -eu
 base="$1"; branch="$2"; origin="$3"; task_ref="$4"
 bundle=/workspace/.dockhand-seed.bundle
 cat > "$bundle"
